@@ -1,0 +1,77 @@
+"""Shared fixtures: the repo root, the bundled tokenizer, and Hydra composition."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from tunixrt.config import register_configs, repo_path
+
+ROOT = Path(__file__).resolve().parents[1]
+DEV_DATA = ROOT / "datasets" / "dev-reasoning"
+
+register_configs()
+logging.getLogger("absl").setLevel(logging.WARNING)
+
+
+@pytest.fixture(scope="session")
+def tokenizer_path() -> Path:
+    return DEV_DATA / "tokenizer.json"
+
+
+def compose_train(overrides: Sequence[str] = ()) -> DictConfig:
+    with initialize_config_dir(version_base="1.3", config_dir=str(repo_path("conf"))):
+        return compose("train", overrides=list(overrides))
+
+
+@pytest.fixture
+def compose_cfg() -> Callable[..., DictConfig]:
+    return compose_train
+
+
+def trace(prompt: str, steps: Sequence[str], answer: str) -> dict:
+    return {"trace_version": "1.0", "prompt": prompt,
+            "steps": [{"i": i, "type": "compute", "content": c} for i, c in enumerate(steps)],
+            "final_answer": answer, "meta": {}}
+
+
+def write_jsonl(path: Path, records: Sequence[dict | str]) -> Path:
+    lines = [r if isinstance(r, str) else json.dumps(r) for r in records]
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def small_tokenizer(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A byte-level BPE tokenizer with tunixrt's special tokens, trained on a few lines."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    from tunixrt.data import SPECIAL_TOKENS
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=320, special_tokens=list(SPECIAL_TOKENS),
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    corpus = [f"What is {a} + {b}? {a} + {b} = {a + b}." for a in range(30) for b in range(30)]
+    tok.train_from_iterator(corpus, trainer)
+    path = tmp_path_factory.mktemp("tok") / "tokenizer.json"
+    tok.save(str(path))
+    return path
+
+
+def addition_traces(n: int, seed: int = 0) -> list[dict]:
+    import random
+
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        a, b = rng.randint(0, 29), rng.randint(0, 29)
+        out.append(trace(f"What is {a} + {b}?", [f"{a} + {b} = {a + b}."], str(a + b)))
+    return out

@@ -1,0 +1,114 @@
+"""Config composition: every shipped option composes; bad overrides fail early and
+name the key, the value and what is allowed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from hydra.errors import ConfigCompositionException
+from omegaconf.errors import ValidationError
+
+from tests.conftest import ROOT, compose_train
+from tunixrt.config import ConfigError, OptimizerName, Platform, TrainConfig, validate
+
+OPTIONS = {
+    "dataset": ["dev_reasoning", "jsonl"],
+    "model": ["llama_tiny", "llama_small"],
+    "optimizer": ["adamw", "adafactor", "lion", "sgd"],
+    "device": ["auto", "cpu", "gpu", "tpu"],
+    "debug": ["fast"],
+    "experiment": ["small_cosine"],
+}
+
+
+def test_every_shipped_option_has_a_yaml_and_none_is_untested():
+    for group, names in OPTIONS.items():
+        shipped = sorted(p.stem for p in (ROOT / "conf" / group).glob("*.yaml"))
+        assert shipped == sorted(names), group
+
+
+@pytest.mark.parametrize("override", [f"{g}={n}" for g, names in OPTIONS.items() for n in names])
+def test_each_option_composes_and_validates(override):
+    extra = ["dataset.path=/data/x.jsonl"] if override == "dataset=jsonl" else []
+    cfg = validate(compose_train([override, *extra]))
+    assert isinstance(cfg, TrainConfig)
+    group, name = override.split("=")
+    if group == "optimizer":
+        assert cfg.optimizer.name is OptimizerName(name)
+    if group == "device":
+        assert cfg.device.platform is Platform(name)
+    if group == "model":
+        assert cfg.model.name == name
+
+
+def test_default_composition_matches_the_contract_keys():
+    cfg = validate(compose_train())
+    assert cfg.model.name == "llama_tiny" and cfg.dataset.name == "dev_reasoning"
+    assert cfg.optimizer.name is OptimizerName.adamw and cfg.device.platform is Platform.auto
+    for key in ("max_steps", "batch_size", "seq_len", "grad_accum", "eval_every", "log_every"):
+        assert getattr(cfg.trainer, key) > 0 or key == "eval_every"
+    assert cfg.checkpoint.every_steps > 0 and cfg.checkpoint.keep > 0
+    assert cfg.registry.url is None and cfg.run.name is None and cfg.run.resume.value == "auto"
+    assert cfg.dataset.path.endswith("datasets/dev-reasoning/train.jsonl")
+
+
+def test_debug_fast_is_small():
+    cfg = validate(compose_train(["debug=fast"]))
+    assert cfg.trainer.max_steps <= 10 and cfg.model.dim <= 64
+
+
+def test_wrong_type_fails_at_composition_naming_key_and_value():
+    with pytest.raises(ConfigCompositionException) as err:
+        compose_train(["optimizer.lr=abc"])
+    text = f"{err.value} {err.value.__cause__}"
+    assert "optimizer.lr" in text and "abc" in text
+
+
+def test_unknown_enum_value_lists_the_choices():
+    with pytest.raises((ConfigCompositionException, ValidationError)) as err:
+        compose_train(["optimizer.name=adam"])
+    text = f"{err.value} {err.value.__cause__}"
+    assert "adam" in text and "adamw" in text and "lion" in text
+
+
+def test_unknown_group_option_lists_the_options():
+    with pytest.raises(Exception) as err:
+        compose_train(["model=nope"])
+    text = str(err.value)
+    assert "model/nope" in text and "llama_tiny" in text and "llama_small" in text
+
+
+@pytest.mark.parametrize("override, key", [
+    ("trainer.batch_size=0", "trainer.batch_size"),
+    ("trainer.grad_accum=3", "trainer.batch_size"),
+    ("optimizer.lr=-1", "optimizer.lr"),
+    ("model.n_kv_heads=3", "model.n_kv_heads"),
+    ("checkpoint.keep=0", "checkpoint.keep"),
+    ("device.mem_fraction=1.5", "device.mem_fraction"),
+])
+def test_out_of_range_values_fail_on_validation_naming_the_key(override, key):
+    cfg = compose_train([override])
+    with pytest.raises(ConfigError) as err:
+        validate(cfg)
+    assert key in str(err.value) and override.split("=")[1] in str(err.value)
+
+
+def _train_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(ROOT / "scripts" / "train.py"), *args],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+
+
+def test_cli_help_and_cfg_job():
+    helped = _train_cli("--help")
+    assert helped.returncode == 0 and "tunixrt-train" in helped.stdout
+    assert "optimizer: adafactor, adamw, lion, sgd" in helped.stdout
+    shown = _train_cli("--cfg", "job", "optimizer=lion", "optimizer.lr=1e-4")
+    assert shown.returncode == 0, shown.stderr
+    assert "name: lion" in shown.stdout and "lr: 0.0001" in shown.stdout
+
+
+def test_cli_bad_override_exits_nonzero_with_the_key():
+    bad = _train_cli("optimizer.lr=abc")
+    assert bad.returncode != 0 and "optimizer.lr" in bad.stderr

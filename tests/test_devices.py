@@ -1,0 +1,30 @@
+"""Device selection on a CPU-only machine."""
+
+from __future__ import annotations
+
+import jax
+import pytest
+
+from tunixrt.config import DeviceConfig, Platform, Precision
+from tunixrt.devices import DeviceError, setup_devices
+
+
+def test_auto_picks_the_best_present_platform():
+    devices = setup_devices(DeviceConfig(platform=Platform.auto))
+    assert devices.platform == jax.default_backend()
+    assert devices.mesh.shape == {"data": len(jax.devices())}
+
+
+def test_cpu_and_bf16():
+    devices = setup_devices(DeviceConfig(platform=Platform.cpu, precision=Precision.bf16))
+    assert devices.platform == "cpu" and devices.compute_dtype == jax.numpy.bfloat16
+
+
+@pytest.mark.parametrize("platform", [Platform.gpu, Platform.tpu])
+def test_missing_accelerator_fails_clearly(platform):
+    if jax.default_backend() == platform.value:
+        pytest.skip(f"this machine has a {platform.value}")
+    with pytest.raises(DeviceError) as err:
+        setup_devices(DeviceConfig(platform=platform))
+    text = str(err.value)
+    assert f"device={platform.value}" in text and "device=cpu" in text and "present: " in text

@@ -1,0 +1,107 @@
+"""`tunixrt bench`: time the real train step of a composed config.
+
+Prints tokens/s, step time, compile time, model FLOPs utilization (when the device's
+peak is known) and peak memory. Nothing is written to disk.
+"""
+
+from __future__ import annotations
+
+import resource
+import time
+from dataclasses import asdict, dataclass
+
+import jax
+import numpy as np
+
+from tunixrt.config import TrainConfig
+from tunixrt.models import flops_per_token, num_params
+from tunixrt.train.loop import Setup, setup, to_device
+from tunixrt.train.step import train_step
+
+# Dense bf16 peak FLOP/s per chip, from the vendors' data sheets.
+PEAK_BF16_FLOPS = {
+    "H200": 989e12, "H100": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12,
+    "TPU v4": 275e12, "TPU v5 lite": 197e12, "TPU v5e": 197e12, "TPU v5p": 459e12,
+    "TPU v6": 918e12,
+}
+
+
+@dataclass
+class BenchResult:
+    platform: str
+    device_kind: str
+    devices: int
+    params_millions: float
+    batch_tokens: int  # rows * seq_len per optimizer step
+    compile_seconds: float
+    step_seconds: float
+    tokens_per_second: float  # all positions, padding included (what the chip computes)
+    model_tflops_per_second: float
+    mfu: float | None  # None when the device's peak is unknown (CPU)
+    peak_memory_mib: float
+    memory_source: str
+
+
+def _peak_flops(kind: str, precision_bf16: bool) -> float | None:
+    if not precision_bf16:
+        return None
+    return next((v for k, v in PEAK_BF16_FLOPS.items() if k.lower() in kind.lower()), None)
+
+
+def _peak_memory(s: Setup) -> tuple[float, str]:
+    stats = s.devices.devices[0].memory_stats() or {}
+    if "peak_bytes_in_use" in stats:
+        return stats["peak_bytes_in_use"] / 2**20, "device peak_bytes_in_use"
+    # CPU: the process's peak resident set (kilobytes on Linux)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "process max RSS"
+
+
+def bench(cfg: TrainConfig, *, steps: int, warmup: int) -> BenchResult:
+    s = setup(cfg)
+    t = cfg.trainer
+    batches = [to_device(next(s.data.train), s) for _ in range(min(steps, 4))]
+    start = time.perf_counter()
+    jax.block_until_ready(train_step(s.model, s.optimizer, batches[0]))
+    compile_seconds = time.perf_counter() - start
+    for i in range(warmup):
+        jax.block_until_ready(train_step(s.model, s.optimizer, batches[i % len(batches)]))
+    times = []
+    for i in range(steps):
+        t0 = time.perf_counter()
+        jax.block_until_ready(train_step(s.model, s.optimizer, batches[i % len(batches)]))
+        times.append(time.perf_counter() - t0)
+    step_seconds = float(np.median(times))
+    batch_tokens = t.batch_size * t.seq_len
+    dcfg = s.model.cfg  # type: ignore[attr-defined]
+    model_flops = flops_per_token(dcfg, t.seq_len) * batch_tokens / step_seconds
+    kind = s.devices.devices[0].device_kind
+    peak = _peak_flops(kind, s.devices.compute_dtype == jax.numpy.bfloat16)
+    memory, source = _peak_memory(s)
+    return BenchResult(
+        platform=s.devices.platform, device_kind=kind, devices=len(s.devices.devices),
+        params_millions=num_params(dcfg) / 1e6, batch_tokens=batch_tokens,
+        compile_seconds=compile_seconds, step_seconds=step_seconds,
+        tokens_per_second=batch_tokens / step_seconds,
+        model_tflops_per_second=model_flops / 1e12,
+        mfu=None if peak is None else model_flops / (peak * len(s.devices.devices)),
+        peak_memory_mib=memory, memory_source=source)
+
+
+def format_result(r: BenchResult) -> str:
+    mfu = "n/a (peak unknown)" if r.mfu is None else f"{100 * r.mfu:.1f}%"
+    rows = [
+        ("device", f"{r.devices} x {r.platform} ({r.device_kind})"),
+        ("model", f"{r.params_millions:.2f}M parameters"),
+        ("tokens/step", f"{r.batch_tokens}"),
+        ("compile", f"{r.compile_seconds:.2f} s"),
+        ("step time", f"{1000 * r.step_seconds:.1f} ms (median)"),
+        ("tokens/s", f"{r.tokens_per_second:,.0f}"),
+        ("model TFLOP/s", f"{r.model_tflops_per_second:.3f}"),
+        ("MFU", mfu),
+        ("peak memory", f"{r.peak_memory_mib:,.0f} MiB ({r.memory_source})"),
+    ]
+    return "\n".join(f"{k:<14} {v}" for k, v in rows)
+
+
+def as_dict(r: BenchResult) -> dict[str, object]:
+    return asdict(r)

@@ -1,0 +1,1 @@
+"""Command-line entry points: `tunixrt-train` (Hydra) and `tunixrt` (subcommands)."""

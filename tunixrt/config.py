@@ -1,0 +1,239 @@
+"""Typed config schemas: the single source of truth for every key a user can set.
+
+The dataclasses are registered in Hydra's ConfigStore (see `register_configs`), so a
+value of the wrong type or an unknown choice fails while Hydra composes the config.
+Range checks live in `__post_init__` and run when `validate` turns the composed
+DictConfig into these objects, before anything is compiled.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+
+class ConfigError(ValueError):
+    """A config value is outside its allowed range; the message names the key."""
+
+
+def _require(ok: bool, key: str, value: Any, allowed: str) -> None:
+    if not ok:
+        raise ConfigError(f"invalid config value {key}={value!r}: expected {allowed}")
+
+
+class OptimizerName(str, enum.Enum):
+    adamw = "adamw"
+    adafactor = "adafactor"
+    lion = "lion"
+    sgd = "sgd"
+
+
+class Schedule(str, enum.Enum):
+    constant = "constant"
+    linear = "linear"
+    cosine = "cosine"
+
+
+class Platform(str, enum.Enum):
+    auto = "auto"
+    cpu = "cpu"
+    gpu = "gpu"
+    tpu = "tpu"
+
+
+class Precision(str, enum.Enum):
+    fp32 = "fp32"
+    bf16 = "bf16"
+
+
+class Resume(str, enum.Enum):
+    auto = "auto"
+    never = "never"
+    must = "must"
+
+
+class Progress(str, enum.Enum):
+    auto = "auto"  # a bar on a terminal, log lines otherwise
+    bar = "bar"
+    log = "log"
+
+
+@dataclass
+class DatasetConfig:
+    name: str = MISSING
+    path: str = MISSING  # training JSONL (traces, prompt/completion pairs or chats)
+    valid_path: str | None = None  # held-out JSONL for eval loss; None splits `path`
+    valid_fraction: float = 0.05  # used only when valid_path is None
+    tokenizer: str = MISSING  # tokenizer.json (Hugging Face `tokenizers` format)
+    loss_on_prompt: bool = False  # True: prompt tokens count in the loss too
+    pack: bool = True  # pack several examples per row (attention stays per example)
+
+    def __post_init__(self) -> None:
+        _require(0.0 <= self.valid_fraction < 1.0, "dataset.valid_fraction",
+                 self.valid_fraction, "a number in [0, 1)")
+
+
+@dataclass
+class ModelConfig:
+    name: str = MISSING
+    path: str | None = None  # local Hugging Face checkpoint folder (pretrained models)
+    vocab_size: int | None = None  # None: the tokenizer's vocabulary size
+    dim: int = 256
+    n_layers: int = 6
+    n_heads: int = 8
+    n_kv_heads: int = 4
+    ffn_dim: int = 768
+    max_seq_len: int = 2048
+    rope_theta: float = 10000.0
+    norm_eps: float = 1e-5
+    tie_embeddings: bool = True
+    init_std: float = 0.02
+
+    def __post_init__(self) -> None:
+        for key in ("dim", "n_layers", "n_heads", "n_kv_heads", "ffn_dim", "max_seq_len"):
+            value = getattr(self, key)
+            _require(value > 0, f"model.{key}", value, "a positive integer")
+        _require(self.vocab_size is None or self.vocab_size > 0, "model.vocab_size",
+                 self.vocab_size, "a positive integer or null")
+        _require(self.dim % self.n_heads == 0, "model.dim", self.dim,
+                 f"a multiple of model.n_heads={self.n_heads}")
+        _require(self.n_heads % self.n_kv_heads == 0, "model.n_kv_heads", self.n_kv_heads,
+                 f"a divisor of model.n_heads={self.n_heads}")
+        _require(self.init_std > 0, "model.init_std", self.init_std, "a positive number")
+
+
+@dataclass
+class OptimizerConfig:
+    name: OptimizerName = MISSING
+    lr: float = 1e-3  # peak learning rate
+    schedule: Schedule = Schedule.cosine
+    warmup_steps: int = 0
+    min_lr_ratio: float = 0.1  # final lr / peak lr for linear and cosine decay
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0  # max global gradient norm; 0 disables clipping
+    b1: float = 0.9
+    b2: float = 0.95
+    eps: float = 1e-8
+    momentum: float = 0.9  # sgd only
+    nesterov: bool = False  # sgd only
+
+    def __post_init__(self) -> None:
+        _require(self.lr > 0, "optimizer.lr", self.lr, "a positive number")
+        _require(self.warmup_steps >= 0, "optimizer.warmup_steps", self.warmup_steps,
+                 "an integer >= 0")
+        _require(0.0 <= self.min_lr_ratio <= 1.0, "optimizer.min_lr_ratio",
+                 self.min_lr_ratio, "a number in [0, 1]")
+        _require(self.weight_decay >= 0, "optimizer.weight_decay", self.weight_decay,
+                 "a number >= 0")
+        _require(self.grad_clip >= 0, "optimizer.grad_clip", self.grad_clip,
+                 "a number >= 0 (0 disables clipping)")
+        for key in ("b1", "b2", "momentum"):
+            value = getattr(self, key)
+            _require(0.0 <= value < 1.0, f"optimizer.{key}", value, "a number in [0, 1)")
+
+
+@dataclass
+class DeviceConfig:
+    platform: Platform = Platform.auto
+    precision: Precision = Precision.fp32  # compute dtype; parameters stay float32
+    preallocate: bool = False  # GPU: reserve memory up front (XLA_PYTHON_CLIENT_PREALLOCATE)
+    mem_fraction: float | None = None  # GPU: share of device memory JAX may use
+    deterministic: bool = False  # GPU: ask XLA for deterministic reductions
+
+    def __post_init__(self) -> None:
+        _require(self.mem_fraction is None or 0.0 < self.mem_fraction <= 1.0,
+                 "device.mem_fraction", self.mem_fraction, "a number in (0, 1] or null")
+
+
+@dataclass
+class TrainerConfig:
+    max_steps: int = 300
+    batch_size: int = 16  # sequences per optimizer step, summed over grad_accum micro-batches
+    seq_len: int = 256  # tokens per row after padding or packing
+    grad_accum: int = 1
+    eval_every: int = 100  # steps; 0 evaluates only at the end
+    eval_batches: int = 4
+    log_every: int = 10
+    progress: Progress = Progress.auto
+
+    def __post_init__(self) -> None:
+        for key in ("max_steps", "batch_size", "seq_len", "grad_accum", "log_every",
+                    "eval_batches"):
+            value = getattr(self, key)
+            _require(value > 0, f"trainer.{key}", value, "a positive integer")
+        _require(self.eval_every >= 0, "trainer.eval_every", self.eval_every,
+                 "an integer >= 0")
+        _require(self.batch_size % self.grad_accum == 0, "trainer.batch_size",
+                 self.batch_size, f"a multiple of trainer.grad_accum={self.grad_accum}")
+
+
+@dataclass
+class CheckpointConfig:
+    every_steps: int = 100  # 0 saves only at the end
+    keep: int = 3
+
+    def __post_init__(self) -> None:
+        _require(self.every_steps >= 0, "checkpoint.every_steps", self.every_steps,
+                 "an integer >= 0")
+        _require(self.keep > 0, "checkpoint.keep", self.keep, "a positive integer")
+
+
+@dataclass
+class RegistryConfig:
+    url: str | None = None  # any SQLAlchemy URL; null runs unregistered
+
+
+@dataclass
+class RunConfig:
+    name: str | None = None  # a stable run folder name; null uses a timestamp
+    resume: Resume = Resume.auto
+
+
+@dataclass
+class TrainConfig:
+    seed: int = 0
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    device: DeviceConfig = field(default_factory=DeviceConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    registry: RegistryConfig = field(default_factory=RegistryConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+
+def register_configs() -> None:
+    """Register the root schema; conf/train.yaml lists it first in its defaults, so every
+    group option merged after it is type-checked against these dataclasses."""
+    ConfigStore.instance().store(name="train_schema", node=TrainConfig)
+
+
+def validate(cfg: DictConfig | TrainConfig) -> TrainConfig:
+    """Turn a composed config into typed objects, running every range check."""
+    if isinstance(cfg, TrainConfig):
+        return cfg
+    obj = OmegaConf.to_object(cfg)
+    if not isinstance(obj, TrainConfig):
+        raise ConfigError(f"expected a TrainConfig, got {type(obj).__name__}")
+    return obj
+
+
+def repo_path(*parts: str) -> Path:
+    """A path inside the installed package's data (wheel) or the source checkout."""
+    package = Path(__file__).resolve().parent
+    packaged = package / ("_" + parts[0])
+    base = packaged if packaged.exists() else package.parent / parts[0]
+    return base.joinpath(*parts[1:])
+
+
+def _register_resolvers() -> None:
+    if not OmegaConf.has_resolver("tunixrt.datasets"):
+        OmegaConf.register_new_resolver("tunixrt.datasets", lambda: str(repo_path("datasets")))
+
+
+_register_resolvers()

@@ -1,0 +1,95 @@
+"""Pick the accelerator, set JAX's memory and precision options, and build the mesh.
+
+Memory settings are environment variables that JAX reads when its backend starts, so
+`setup_devices` must run before the first JAX computation of the process.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from tunixrt.config import DeviceConfig, Platform, Precision
+
+log = logging.getLogger(__name__)
+
+# JAX's platform names differ from the config's: "gpu" covers CUDA and ROCm.
+_PREFERENCE = ("tpu", "gpu", "cpu")
+
+
+class DeviceError(RuntimeError):
+    """The requested platform is not available."""
+
+
+@dataclass(frozen=True)
+class Devices:
+    platform: str
+    devices: tuple[jax.Device, ...]
+    mesh: Mesh
+    compute_dtype: jnp.dtype
+
+    @property
+    def data_sharding(self) -> NamedSharding:
+        """Batches split along their leading (row) axis over every device."""
+        return NamedSharding(self.mesh, PartitionSpec("data"))
+
+    @property
+    def micro_batch_sharding(self) -> NamedSharding:
+        """[grad_accum, rows, seq] train batches: rows split over devices."""
+        return NamedSharding(self.mesh, PartitionSpec(None, "data"))
+
+    @property
+    def replicated(self) -> NamedSharding:
+        return NamedSharding(self.mesh, PartitionSpec())
+
+
+def _set_env(cfg: DeviceConfig) -> None:
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", str(cfg.preallocate).lower())
+    if cfg.mem_fraction is not None:
+        os.environ["XLA_PYTHON_CLIENT_MEM_FRACTION"] = str(cfg.mem_fraction)
+    if cfg.deterministic:
+        flags = os.environ.get("XLA_FLAGS", "")
+        if "--xla_gpu_deterministic_ops" not in flags:
+            os.environ["XLA_FLAGS"] = (flags + " --xla_gpu_deterministic_ops=true").strip()
+
+
+def _available(platform: str) -> list[jax.Device]:
+    try:
+        return list(jax.devices(platform))
+    except RuntimeError:
+        return []
+
+
+def _present_platforms() -> list[str]:
+    return [p for p in _PREFERENCE if _available(p)]
+
+
+def _pick(cfg: DeviceConfig) -> tuple[str, list[jax.Device]]:
+    if cfg.platform is Platform.auto:
+        platform = next(p for p in _PREFERENCE if _available(p))
+        return platform, _available(platform)
+    devices = _available(cfg.platform.value)
+    if not devices:
+        extra = {"gpu": "tunixrt[gpu]", "tpu": "tunixrt[tpu]"}.get(cfg.platform.value)
+        hint = f"install JAX for it (pip install '{extra}') or " if extra else ""
+        raise DeviceError(
+            f"device={cfg.platform.value} was requested but JAX finds no "
+            f"{cfg.platform.value.upper()} (present: {', '.join(_present_platforms())}); "
+            f"{hint}use device=auto or device=cpu")
+    return cfg.platform.value, devices
+
+
+def setup_devices(cfg: DeviceConfig) -> Devices:
+    _set_env(cfg)
+    platform, devices = _pick(cfg)
+    mesh = Mesh(np.asarray(devices), ("data",))
+    dtype = jnp.bfloat16 if cfg.precision is Precision.bf16 else jnp.float32
+    log.info("devices: %d x %s (%s), compute dtype %s", len(devices), platform,
+             devices[0].device_kind, jnp.dtype(dtype).name)
+    return Devices(platform, tuple(devices), mesh, jnp.dtype(dtype))

@@ -1,0 +1,1 @@
+"""Training: the pure step, the loop, throughput metrics and progress display."""

@@ -1,0 +1,62 @@
+"""The train and eval steps: compiled once, batch in, updated state and metrics out.
+
+A train batch has a leading micro-batch axis: every leaf is [grad_accum, rows, seq].
+Gradients of the summed token losses accumulate over the micro-batches and are divided
+by the total number of loss tokens once, so every token weighs the same however the
+tokens fall into micro-batches.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+Batch = dict[str, jax.Array]
+
+
+def loss_sums(model: nnx.Module, batch: Batch) -> tuple[jax.Array, jax.Array]:
+    """Sum of token cross-entropies over weighted targets, and the weight total."""
+    logits = model(batch["inputs"], positions=batch["positions"],  # type: ignore[operator]
+                   segment_ids=batch["segment_ids"])  # [rows, seq, vocab] float32
+    ce = optax.softmax_cross_entropy_with_integer_labels(logits, batch["targets"])
+    weights = batch["weights"]
+    return jnp.sum(ce * weights), jnp.sum(weights)
+
+
+def _accumulate(model: nnx.Module, batch: Batch) -> tuple[Any, jax.Array, jax.Array]:
+    """Summed gradients, loss and token count over the micro-batch axis."""
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+
+    def micro(carry: tuple[Any, jax.Array, jax.Array], mb: Batch):
+        grad_sum, loss_sum, count = carry
+
+        def f(p: Any) -> tuple[jax.Array, jax.Array]:
+            return loss_sums(nnx.merge(graphdef, p, rest), mb)
+
+        (loss, n), grads = jax.value_and_grad(f, has_aux=True)(params)
+        grad_sum = jax.tree.map(jnp.add, grad_sum, grads)
+        return (grad_sum, loss_sum + loss, count + n), None
+
+    zeros = jax.tree.map(jnp.zeros_like, params)
+    init = (zeros, jnp.zeros((), jnp.float32), jnp.zeros((), jnp.float32))
+    (grad_sum, loss_sum, count), _ = jax.lax.scan(micro, init, batch)
+    return grad_sum, loss_sum, count
+
+
+@nnx.jit(donate_argnums=(0, 1))
+def train_step(model: nnx.Module, optimizer: nnx.Optimizer, batch: Batch) -> dict[str, jax.Array]:
+    grad_sum, loss_sum, count = _accumulate(model, batch)
+    denom = jnp.maximum(count, 1.0)
+    grads = jax.tree.map(lambda g: g / denom, grad_sum)
+    optimizer.update(model, grads)
+    return {"loss": loss_sum / denom, "grad_norm": optax.tree.norm(grads), "tokens": count}
+
+
+@nnx.jit
+def eval_step(model: nnx.Module, batch: Batch) -> tuple[jax.Array, jax.Array]:
+    """Summed loss and token count of one [rows, seq] batch, for a token-weighted mean."""
+    return loss_sums(model, batch)

@@ -36,9 +36,13 @@ def compose_cfg() -> Callable[..., DictConfig]:
 
 
 def trace(prompt: str, steps: Sequence[str], answer: str) -> dict:
-    return {"trace_version": "1.0", "prompt": prompt,
-            "steps": [{"i": i, "type": "compute", "content": c} for i, c in enumerate(steps)],
-            "final_answer": answer, "meta": {}}
+    return {
+        "trace_version": "1.0",
+        "prompt": prompt,
+        "steps": [{"i": i, "type": "compute", "content": c} for i, c in enumerate(steps)],
+        "final_answer": answer,
+        "meta": {},
+    }
 
 
 def write_jsonl(path: Path, records: Sequence[dict | str]) -> Path:
@@ -57,8 +61,11 @@ def small_tokenizer(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=320, special_tokens=list(SPECIAL_TOKENS),
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=320,
+        special_tokens=list(SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
     corpus = [f"What is {a} + {b}? {a} + {b} = {a + b}." for a in range(30) for b in range(30)]
     tok.train_from_iterator(corpus, trainer)
     path = tmp_path_factory.mktemp("tok") / "tokenizer.json"
@@ -74,4 +81,19 @@ def addition_traces(n: int, seed: int = 0) -> list[dict]:
     for _ in range(n):
         a, b = rng.randint(0, 29), rng.randint(0, 29)
         out.append(trace(f"What is {a} + {b}?", [f"{a} + {b} = {a + b}."], str(a + b)))
+    return out
+
+
+def read_scalars(logdir: Path | str) -> dict[str, list[tuple[int, float]]]:
+    """Scalar tags of an event folder, read with TensorBoard's own EventAccumulator."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.util.tensor_util import make_ndarray
+
+    acc = EventAccumulator(str(logdir), size_guidance={"tensors": 0})
+    acc.Reload()
+    out = {}
+    for tag in acc.Tags()["tensors"]:
+        events = acc.Tensors(tag)
+        if events and events[0].tensor_proto.dtype != 7:  # 7 = DT_STRING (text summaries)
+            out[tag] = [(e.step, float(make_ndarray(e.tensor_proto))) for e in events]
     return out

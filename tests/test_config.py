@@ -80,14 +80,17 @@ def test_unknown_group_option_lists_the_options():
     assert "model/nope" in text and "llama_tiny" in text and "llama_small" in text
 
 
-@pytest.mark.parametrize("override, key", [
-    ("trainer.batch_size=0", "trainer.batch_size"),
-    ("trainer.grad_accum=3", "trainer.batch_size"),
-    ("optimizer.lr=-1", "optimizer.lr"),
-    ("model.n_kv_heads=3", "model.n_kv_heads"),
-    ("checkpoint.keep=0", "checkpoint.keep"),
-    ("device.mem_fraction=1.5", "device.mem_fraction"),
-])
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("trainer.batch_size=0", "trainer.batch_size"),
+        ("trainer.grad_accum=3", "trainer.batch_size"),
+        ("optimizer.lr=-1", "optimizer.lr"),
+        ("model.n_kv_heads=3", "model.n_kv_heads"),
+        ("checkpoint.keep=0", "checkpoint.keep"),
+        ("device.mem_fraction=1.5", "device.mem_fraction"),
+    ],
+)
 def test_out_of_range_values_fail_on_validation_naming_the_key(override, key):
     cfg = compose_train([override])
     with pytest.raises(ConfigError) as err:
@@ -96,8 +99,13 @@ def test_out_of_range_values_fail_on_validation_naming_the_key(override, key):
 
 
 def _train_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, str(ROOT / "scripts" / "train.py"), *args],
-                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "train.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
 
 
 def test_cli_help_and_cfg_job():

@@ -25,25 +25,40 @@ def tok(small_tokenizer) -> TextTokenizer:
 
 
 def test_reads_all_three_record_shapes(tmp_path):
-    path = write_jsonl(tmp_path / "d.jsonl", [
-        trace("What is 2 + 3?", ["2 + 3 = 5."], "5"),
-        {"prompt": "Reverse abc", "completion": "cba"},
-        {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]},
-        "",  # blank lines are skipped
-    ])
+    path = write_jsonl(
+        tmp_path / "d.jsonl",
+        [
+            trace("What is 2 + 3?", ["2 + 3 = 5."], "5"),
+            {"prompt": "Reverse abc", "completion": "cba"},
+            {
+                "messages": [
+                    {"role": "user", "content": "hi"},
+                    {"role": "assistant", "content": "yo"},
+                ]
+            },
+            "",  # blank lines are skipped
+        ],
+    )
     records = read_examples(path)
     assert [type(r) for r in records] == [Trace, Pair, Chat]
 
 
-@pytest.mark.parametrize("line, lineno, words", [
-    ('{"prompt": "a", "steps": [], "final_answer": ', 2, "invalid JSON"),
-    ('{"steps": [], "final_answer": "1"}', 2, "'prompt'"),
-    ('{"completion": "x"}', 2, "'prompt'"),
-    ('{"prompt": "a", "steps": [{"i": "0", "type": "t", "content": "c"}], '
-     '"final_answer": "1"}', 2, "steps[0]"),
-    ('[1, 2]', 2, "JSON object"),
-    ('{"messages": [{"role": "user", "content": "hi"}]}', 2, "assistant"),
-])
+@pytest.mark.parametrize(
+    "line, lineno, words",
+    [
+        ('{"prompt": "a", "steps": [], "final_answer": ', 2, "invalid JSON"),
+        ('{"steps": [], "final_answer": "1"}', 2, "'prompt'"),
+        ('{"completion": "x"}', 2, "'prompt'"),
+        (
+            '{"prompt": "a", "steps": [{"i": "0", "type": "t", "content": "c"}], '
+            '"final_answer": "1"}',
+            2,
+            "steps[0]",
+        ),
+        ("[1, 2]", 2, "JSON object"),
+        ('{"messages": [{"role": "user", "content": "hi"}]}', 2, "assistant"),
+    ],
+)
 def test_bad_line_names_file_and_line(tmp_path, line, lineno, words):
     path = tmp_path / "bad.jsonl"
     path.write_text('{"prompt": "p", "completion": "c"}\n' + line + "\n", encoding="utf-8")
@@ -62,8 +77,10 @@ def test_empty_and_missing_files(tmp_path):
 
 
 def test_eval_items(tmp_path):
-    path = write_jsonl(tmp_path / "e.jsonl", [
-        {"id": "a1", "prompt": "2+2?", "expected_answer": "4", "category": "arith"}])
+    path = write_jsonl(
+        tmp_path / "e.jsonl",
+        [{"id": "a1", "prompt": "2+2?", "expected_answer": "4", "category": "arith"}],
+    )
     (item,) = read_eval_items(path)
     assert item.id == "a1" and item.expected_answer == "4" and item.section is None
     bad = write_jsonl(tmp_path / "b.jsonl", [{"id": "a1", "prompt": "2+2?"}])
@@ -82,7 +99,7 @@ def test_encode_masks_the_prompt_out_of_the_loss(tok):
     ids = enc.ids.tolist()
     prompt_ids = tok.encode_text("What is 2 + 3?")
     assert ids[:2] == [tok.bos_id, tok.prompt_id]
-    assert ids[2:2 + len(prompt_ids)] == prompt_ids
+    assert ids[2 : 2 + len(prompt_ids)] == prompt_ids
     cut = 2 + len(prompt_ids) + 1  # after <|completion|>
     assert ids[cut - 1] == tok.completion_id
     assert not enc.mask[:cut].any() and enc.mask[cut:].all()
@@ -108,14 +125,24 @@ def test_tokenizer_without_special_tokens_is_rejected(tmp_path):
 
 
 def _encoded(tok, n, seed=0):
-    return [tok.encode(render(read)) for read in
-            [Trace(t["prompt"], (), t["final_answer"]) for t in addition_traces(n, seed)]]
+    return [
+        tok.encode(render(read))
+        for read in [Trace(t["prompt"], (), t["final_answer"]) for t in addition_traces(n, seed)]
+    ]
 
 
 def test_padded_batches_shift_targets_and_weight_completion_only(tok):
     examples = _encoded(tok, 4)
-    it = BatchIterator(examples, rows=2, seq_len=32, pad_id=tok.pad_id, pack=False,
-                       loss_on_prompt=False, seed=0, shuffle=False)
+    it = BatchIterator(
+        examples,
+        rows=2,
+        seq_len=32,
+        pad_id=tok.pad_id,
+        pack=False,
+        loss_on_prompt=False,
+        seed=0,
+        shuffle=False,
+    )
     batch = next(it)
     ex = examples[0]
     n = len(ex) - 1
@@ -129,23 +156,30 @@ def test_padded_batches_shift_targets_and_weight_completion_only(tok):
 
 def test_packing_keeps_examples_whole_and_restarts_positions(tok):
     examples = _encoded(tok, 20)
-    it = BatchIterator(examples, rows=3, seq_len=48, pad_id=tok.pad_id, pack=True,
-                       loss_on_prompt=False, seed=0, shuffle=False)
+    it = BatchIterator(
+        examples,
+        rows=3,
+        seq_len=48,
+        pad_id=tok.pad_id,
+        pack=True,
+        loss_on_prompt=False,
+        seed=0,
+        shuffle=False,
+    )
     batch = next(it)
     seg, pos = batch["segment_ids"][0], batch["positions"][0]
     assert seg.max() >= 2  # several examples share the row
-    consumed = 0
     for s in range(1, seg.max() + 1):
         where = np.flatnonzero(seg == s)
         np.testing.assert_array_equal(pos[where], np.arange(len(where)))
-        np.testing.assert_array_equal(batch["inputs"][0, where], examples[consumed].ids[:-1])
-        consumed += 1
+        np.testing.assert_array_equal(batch["inputs"][0, where], examples[s - 1].ids[:-1])
 
 
 def test_loss_on_prompt_weights_every_real_token(tok):
     examples = _encoded(tok, 4)
-    it = BatchIterator(examples, rows=2, seq_len=32, pad_id=tok.pad_id, pack=True,
-                       loss_on_prompt=True, seed=0)
+    it = BatchIterator(
+        examples, rows=2, seq_len=32, pad_id=tok.pad_id, pack=True, loss_on_prompt=True, seed=0
+    )
     batch = next(it)
     np.testing.assert_array_equal(batch["weights"] > 0, batch["segment_ids"] > 0)
 
@@ -154,8 +188,15 @@ def test_shuffle_is_deterministic_by_seed_and_restorable(tok):
     examples = _encoded(tok, 30)
 
     def make(seed):
-        return BatchIterator(examples, rows=2, seq_len=40, pad_id=tok.pad_id, pack=True,
-                             loss_on_prompt=False, seed=seed)
+        return BatchIterator(
+            examples,
+            rows=2,
+            seq_len=40,
+            pad_id=tok.pad_id,
+            pack=True,
+            loss_on_prompt=False,
+            seed=seed,
+        )
 
     a, b, c = make(1), make(1), make(2)
     first = [next(a)["inputs"] for _ in range(12)]  # crosses an epoch boundary
@@ -167,13 +208,15 @@ def test_shuffle_is_deterministic_by_seed_and_restorable(tok):
     for _ in range(5):
         next(mid)
     resumed.restore(mid.state)
-    np.testing.assert_array_equal(np.stack(first[5:]),
-                                  np.stack([next(resumed)["inputs"] for _ in range(7)]))
+    np.testing.assert_array_equal(
+        np.stack(first[5:]), np.stack([next(resumed)["inputs"] for _ in range(7)])
+    )
 
 
 def test_fixed_batches_make_one_pass(tok):
     examples = _encoded(tok, 5)
-    batches = fixed_batches(examples, count=10, rows=2, seq_len=32, pad_id=tok.pad_id,
-                            pack=False, loss_on_prompt=False)
+    batches = fixed_batches(
+        examples, count=10, rows=2, seq_len=32, pad_id=tok.pad_id, pack=False, loss_on_prompt=False
+    )
     assert len(batches) == 3  # 5 examples, 2 rows each, last row empty
     assert batches[-1]["segment_ids"][1].sum() == 0

@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.util.tensor_util import make_ndarray
 
+from tests.conftest import read_scalars
 from tunixrt.tensorboard import TensorBoardWriter
-
-
-def read_scalars(logdir) -> dict[str, list[tuple[int, float]]]:
-    acc = EventAccumulator(str(logdir), size_guidance={"tensors": 0})
-    acc.Reload()
-    out = {}
-    for tag in acc.Tags()["tensors"]:
-        events = acc.Tensors(tag)
-        if events and events[0].tensor_proto.dtype != 7:  # 7 = DT_STRING (text summaries)
-            out[tag] = [(e.step, float(make_ndarray(e.tensor_proto))) for e in events]
-    return out
 
 
 def test_scalars_and_text_round_trip(tmp_path):
@@ -27,7 +18,7 @@ def test_scalars_and_text_round_trip(tmp_path):
     w.close()
     scalars = read_scalars(tmp_path)
     assert [s for s, _ in scalars["train/loss"]] == [1, 2, 3]
-    assert [v for _, v in scalars["train/loss"]] == [1.0, 0.5, float(__import__("numpy").float32(1 / 3))]
+    assert [v for _, v in scalars["train/loss"]] == pytest.approx([1.0, 0.5, 1 / 3], rel=1e-6)
     acc = EventAccumulator(str(tmp_path), size_guidance={"tensors": 0})
     acc.Reload()
     (text,) = acc.Tensors("config")

@@ -18,18 +18,30 @@ from tunixrt.models import Decoder, DecoderConfig
 from tunixrt.optim import make_optimizer, make_schedule
 from tunixrt.train.step import eval_step, loss_sums, train_step
 
-CFG = DecoderConfig(vocab_size=320, dim=32, n_layers=2, n_heads=4, n_kv_heads=2, ffn_dim=64,
-                    max_seq_len=64, tie_embeddings=True)
+CFG = DecoderConfig(
+    vocab_size=320,
+    dim=32,
+    n_layers=2,
+    n_heads=4,
+    n_kv_heads=2,
+    ffn_dim=64,
+    max_seq_len=64,
+    tie_embeddings=True,
+)
 
 
 @pytest.fixture(scope="module")
 def batch(small_tokenizer) -> dict[str, np.ndarray]:
     tok = TextTokenizer.from_file(small_tokenizer)
-    examples = [tok.encode(render(Trace(t["prompt"], (Step(0, "c", t["steps"][0]["content"]),),
-                                        t["final_answer"])))
-                for t in addition_traces(16)]
-    it = BatchIterator(examples, rows=4, seq_len=48, pad_id=tok.pad_id, pack=True,
-                       loss_on_prompt=False, seed=0)
+    examples = [
+        tok.encode(
+            render(Trace(t["prompt"], (Step(0, "c", t["steps"][0]["content"]),), t["final_answer"]))
+        )
+        for t in addition_traces(16)
+    ]
+    it = BatchIterator(
+        examples, rows=4, seq_len=48, pad_id=tok.pad_id, pack=True, loss_on_prompt=False, seed=0
+    )
     return next(it)
 
 
@@ -43,10 +55,19 @@ def accum(batch, n):
 
 def test_loss_is_token_weighted_mean_of_cross_entropy(batch):
     m = model()
-    logits = np.asarray(m(jnp.asarray(batch["inputs"]), positions=jnp.asarray(batch["positions"]),
-                          segment_ids=jnp.asarray(batch["segment_ids"])), np.float64)
-    logp = logits - np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1, keepdims=True)) \
+    logits = np.asarray(
+        m(
+            jnp.asarray(batch["inputs"]),
+            positions=jnp.asarray(batch["positions"]),
+            segment_ids=jnp.asarray(batch["segment_ids"]),
+        ),
+        np.float64,
+    )
+    logp = (
+        logits
+        - np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1, keepdims=True))
         - logits.max(-1, keepdims=True)
+    )
     nll = -np.take_along_axis(logp, batch["targets"][..., None], -1)[..., 0]
     expected = (nll * batch["weights"]).sum() / batch["weights"].sum()
     loss_sum, count = eval_step(m, {k: jnp.asarray(v) for k, v in batch.items()})
@@ -63,8 +84,9 @@ def test_grad_accumulation_matches_one_big_batch(batch):
         results.append((float(metrics["loss"]), nnx.state(m, nnx.Param)))
     for loss, params in results[1:]:
         assert loss == pytest.approx(results[0][0], rel=1e-5)
-        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6), params,
-                     results[0][1])
+        jax.tree.map(
+            lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6), params, results[0][1]
+        )
 
 
 def test_grad_matches_autodiff_of_the_plain_loss(batch):
@@ -81,8 +103,9 @@ def test_grad_matches_autodiff_of_the_plain_loss(batch):
     train_step(m, opt, accum(batch, 2))
     after = nnx.state(m, nnx.Param)
     # sgd(lr=1): params_after = params_before - grad
-    jax.tree.map(lambda b, a, g: np.testing.assert_allclose(b - a, g, atol=1e-5),
-                 before, after, expected)
+    jax.tree.map(
+        lambda b, a, g: np.testing.assert_allclose(b - a, g, atol=1e-5), before, after, expected
+    )
 
 
 @pytest.mark.parametrize("name", list(OptimizerName))
@@ -99,15 +122,22 @@ def test_one_step_of_each_optimizer_lowers_the_loss(batch, name):
 
 
 def test_schedule_warmup_then_cosine_to_min_ratio():
-    cfg = OptimizerConfig(name=OptimizerName.adamw, lr=1.0, schedule=Schedule.cosine,
-                          warmup_steps=10, min_lr_ratio=0.1)
+    cfg = OptimizerConfig(
+        name=OptimizerName.adamw,
+        lr=1.0,
+        schedule=Schedule.cosine,
+        warmup_steps=10,
+        min_lr_ratio=0.1,
+    )
     s = make_schedule(cfg, total_steps=110)
     assert float(s(0)) == 0.0 and float(s(5)) == pytest.approx(0.5)
     assert float(s(10)) == pytest.approx(1.0)
     assert float(s(60)) == pytest.approx(0.1 + 0.9 * 0.5, rel=1e-5)  # halfway through cosine
     assert float(s(110)) == pytest.approx(0.1, rel=1e-5)
-    lin = make_schedule(OptimizerConfig(name=OptimizerName.sgd, lr=2.0, schedule=Schedule.linear,
-                                        min_lr_ratio=0.0), total_steps=100)
+    lin = make_schedule(
+        OptimizerConfig(name=OptimizerName.sgd, lr=2.0, schedule=Schedule.linear, min_lr_ratio=0.0),
+        total_steps=100,
+    )
     assert float(lin(50)) == pytest.approx(1.0)
 
 

@@ -20,8 +20,15 @@ from tunixrt.train.step import train_step
 
 # Dense bf16 peak FLOP/s per chip, from the vendors' data sheets.
 PEAK_BF16_FLOPS = {
-    "H200": 989e12, "H100": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12,
-    "TPU v4": 275e12, "TPU v5 lite": 197e12, "TPU v5e": 197e12, "TPU v5p": 459e12,
+    "H200": 989e12,
+    "H100": 989e12,
+    "A100": 312e12,
+    "L4": 121e12,
+    "A10": 125e12,
+    "TPU v4": 275e12,
+    "TPU v5 lite": 197e12,
+    "TPU v5e": 197e12,
+    "TPU v5p": 459e12,
     "TPU v6": 918e12,
 }
 
@@ -78,13 +85,19 @@ def bench(cfg: TrainConfig, *, steps: int, warmup: int) -> BenchResult:
     peak = _peak_flops(kind, s.devices.compute_dtype == jax.numpy.bfloat16)
     memory, source = _peak_memory(s)
     return BenchResult(
-        platform=s.devices.platform, device_kind=kind, devices=len(s.devices.devices),
-        params_millions=num_params(dcfg) / 1e6, batch_tokens=batch_tokens,
-        compile_seconds=compile_seconds, step_seconds=step_seconds,
+        platform=s.devices.platform,
+        device_kind=kind,
+        devices=len(s.devices.devices),
+        params_millions=num_params(dcfg) / 1e6,
+        batch_tokens=batch_tokens,
+        compile_seconds=compile_seconds,
+        step_seconds=step_seconds,
         tokens_per_second=batch_tokens / step_seconds,
         model_tflops_per_second=model_flops / 1e12,
         mfu=None if peak is None else model_flops / (peak * len(s.devices.devices)),
-        peak_memory_mib=memory, memory_source=source)
+        peak_memory_mib=memory,
+        memory_source=source,
+    )
 
 
 def format_result(r: BenchResult) -> str:

@@ -19,8 +19,10 @@ log = logging.getLogger(__name__)
 
 def train_state(model: nnx.Module, optimizer: nnx.Optimizer) -> dict[str, Any]:
     """The arrays a checkpoint stores, as a plain nested dict."""
-    return {"model": nnx.to_pure_dict(nnx.state(model)),
-            "optimizer": nnx.to_pure_dict(nnx.state(optimizer))}
+    return {
+        "model": nnx.to_pure_dict(nnx.state(model)),
+        "optimizer": nnx.to_pure_dict(nnx.state(optimizer)),
+    }
 
 
 class Checkpointer:
@@ -29,10 +31,12 @@ class Checkpointer:
     def __init__(self, directory: str | Path, *, every_steps: int, keep: int) -> None:
         self.directory = Path(directory).resolve()
         self.every_steps = every_steps
-        options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
-                                               enable_async_checkpointing=True)
-        self._manager = ocp.CheckpointManager(self.directory, options=options,
-                                              item_names=("state", "meta"))
+        options = ocp.CheckpointManagerOptions(
+            max_to_keep=keep, create=True, enable_async_checkpointing=True
+        )
+        self._manager = ocp.CheckpointManager(
+            self.directory, options=options, item_names=("state", "meta")
+        )
 
     def due(self, step: int) -> bool:
         return self.every_steps > 0 and step % self.every_steps == 0
@@ -41,8 +45,7 @@ class Checkpointer:
         """Start writing `step`; the arrays are copied first, so training may go on."""
         if step in self._manager.all_steps():
             return
-        args = ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                  meta=ocp.args.JsonSave(meta))
+        args = ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta))
         self._manager.save(step, args=args)
         log.debug("checkpoint of step %d started", step)
 
@@ -54,8 +57,9 @@ class Checkpointer:
 
     def restore(self, step: int, target: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
         """Arrays shaped like `target` and the metadata of `step`."""
-        args = ocp.args.Composite(state=ocp.args.StandardRestore(target),
-                                  meta=ocp.args.JsonRestore())
+        args = ocp.args.Composite(
+            state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()
+        )
         restored = self._manager.restore(step, args=args)
         return restored.state, restored.meta
 

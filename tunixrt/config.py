@@ -26,38 +26,38 @@ def _require(ok: bool, key: str, value: Any, allowed: str) -> None:
         raise ConfigError(f"invalid config value {key}={value!r}: expected {allowed}")
 
 
-class OptimizerName(str, enum.Enum):
+class OptimizerName(enum.StrEnum):
     adamw = "adamw"
     adafactor = "adafactor"
     lion = "lion"
     sgd = "sgd"
 
 
-class Schedule(str, enum.Enum):
+class Schedule(enum.StrEnum):
     constant = "constant"
     linear = "linear"
     cosine = "cosine"
 
 
-class Platform(str, enum.Enum):
+class Platform(enum.StrEnum):
     auto = "auto"
     cpu = "cpu"
     gpu = "gpu"
     tpu = "tpu"
 
 
-class Precision(str, enum.Enum):
+class Precision(enum.StrEnum):
     fp32 = "fp32"
     bf16 = "bf16"
 
 
-class Resume(str, enum.Enum):
+class Resume(enum.StrEnum):
     auto = "auto"
     never = "never"
     must = "must"
 
 
-class Progress(str, enum.Enum):
+class Progress(enum.StrEnum):
     auto = "auto"  # a bar on a terminal, log lines otherwise
     bar = "bar"
     log = "log"
@@ -74,8 +74,12 @@ class DatasetConfig:
     pack: bool = True  # pack several examples per row (attention stays per example)
 
     def __post_init__(self) -> None:
-        _require(0.0 <= self.valid_fraction < 1.0, "dataset.valid_fraction",
-                 self.valid_fraction, "a number in [0, 1)")
+        _require(
+            0.0 <= self.valid_fraction < 1.0,
+            "dataset.valid_fraction",
+            self.valid_fraction,
+            "a number in [0, 1)",
+        )
 
 
 @dataclass
@@ -98,12 +102,24 @@ class ModelConfig:
         for key in ("dim", "n_layers", "n_heads", "n_kv_heads", "ffn_dim", "max_seq_len"):
             value = getattr(self, key)
             _require(value > 0, f"model.{key}", value, "a positive integer")
-        _require(self.vocab_size is None or self.vocab_size > 0, "model.vocab_size",
-                 self.vocab_size, "a positive integer or null")
-        _require(self.dim % self.n_heads == 0, "model.dim", self.dim,
-                 f"a multiple of model.n_heads={self.n_heads}")
-        _require(self.n_heads % self.n_kv_heads == 0, "model.n_kv_heads", self.n_kv_heads,
-                 f"a divisor of model.n_heads={self.n_heads}")
+        _require(
+            self.vocab_size is None or self.vocab_size > 0,
+            "model.vocab_size",
+            self.vocab_size,
+            "a positive integer or null",
+        )
+        _require(
+            self.dim % self.n_heads == 0,
+            "model.dim",
+            self.dim,
+            f"a multiple of model.n_heads={self.n_heads}",
+        )
+        _require(
+            self.n_heads % self.n_kv_heads == 0,
+            "model.n_kv_heads",
+            self.n_kv_heads,
+            f"a divisor of model.n_heads={self.n_heads}",
+        )
         _require(self.init_std > 0, "model.init_std", self.init_std, "a positive number")
 
 
@@ -124,14 +140,24 @@ class OptimizerConfig:
 
     def __post_init__(self) -> None:
         _require(self.lr > 0, "optimizer.lr", self.lr, "a positive number")
-        _require(self.warmup_steps >= 0, "optimizer.warmup_steps", self.warmup_steps,
-                 "an integer >= 0")
-        _require(0.0 <= self.min_lr_ratio <= 1.0, "optimizer.min_lr_ratio",
-                 self.min_lr_ratio, "a number in [0, 1]")
-        _require(self.weight_decay >= 0, "optimizer.weight_decay", self.weight_decay,
-                 "a number >= 0")
-        _require(self.grad_clip >= 0, "optimizer.grad_clip", self.grad_clip,
-                 "a number >= 0 (0 disables clipping)")
+        _require(
+            self.warmup_steps >= 0, "optimizer.warmup_steps", self.warmup_steps, "an integer >= 0"
+        )
+        _require(
+            0.0 <= self.min_lr_ratio <= 1.0,
+            "optimizer.min_lr_ratio",
+            self.min_lr_ratio,
+            "a number in [0, 1]",
+        )
+        _require(
+            self.weight_decay >= 0, "optimizer.weight_decay", self.weight_decay, "a number >= 0"
+        )
+        _require(
+            self.grad_clip >= 0,
+            "optimizer.grad_clip",
+            self.grad_clip,
+            "a number >= 0 (0 disables clipping)",
+        )
         for key in ("b1", "b2", "momentum"):
             value = getattr(self, key)
             _require(0.0 <= value < 1.0, f"optimizer.{key}", value, "a number in [0, 1)")
@@ -146,8 +172,12 @@ class DeviceConfig:
     deterministic: bool = False  # GPU: ask XLA for deterministic reductions
 
     def __post_init__(self) -> None:
-        _require(self.mem_fraction is None or 0.0 < self.mem_fraction <= 1.0,
-                 "device.mem_fraction", self.mem_fraction, "a number in (0, 1] or null")
+        _require(
+            self.mem_fraction is None or 0.0 < self.mem_fraction <= 1.0,
+            "device.mem_fraction",
+            self.mem_fraction,
+            "a number in (0, 1] or null",
+        )
 
 
 @dataclass
@@ -162,14 +192,23 @@ class TrainerConfig:
     progress: Progress = Progress.auto
 
     def __post_init__(self) -> None:
-        for key in ("max_steps", "batch_size", "seq_len", "grad_accum", "log_every",
-                    "eval_batches"):
+        for key in (
+            "max_steps",
+            "batch_size",
+            "seq_len",
+            "grad_accum",
+            "log_every",
+            "eval_batches",
+        ):
             value = getattr(self, key)
             _require(value > 0, f"trainer.{key}", value, "a positive integer")
-        _require(self.eval_every >= 0, "trainer.eval_every", self.eval_every,
-                 "an integer >= 0")
-        _require(self.batch_size % self.grad_accum == 0, "trainer.batch_size",
-                 self.batch_size, f"a multiple of trainer.grad_accum={self.grad_accum}")
+        _require(self.eval_every >= 0, "trainer.eval_every", self.eval_every, "an integer >= 0")
+        _require(
+            self.batch_size % self.grad_accum == 0,
+            "trainer.batch_size",
+            self.batch_size,
+            f"a multiple of trainer.grad_accum={self.grad_accum}",
+        )
 
 
 @dataclass
@@ -178,8 +217,9 @@ class CheckpointConfig:
     keep: int = 3
 
     def __post_init__(self) -> None:
-        _require(self.every_steps >= 0, "checkpoint.every_steps", self.every_steps,
-                 "an integer >= 0")
+        _require(
+            self.every_steps >= 0, "checkpoint.every_steps", self.every_steps, "an integer >= 0"
+        )
         _require(self.keep > 0, "checkpoint.keep", self.keep, "a positive integer")
 
 

@@ -81,7 +81,8 @@ def _pick(cfg: DeviceConfig) -> tuple[str, list[jax.Device]]:
         raise DeviceError(
             f"device={cfg.platform.value} was requested but JAX finds no "
             f"{cfg.platform.value.upper()} (present: {', '.join(_present_platforms())}); "
-            f"{hint}use device=auto or device=cpu")
+            f"{hint}use device=auto or device=cpu"
+        )
     return cfg.platform.value, devices
 
 
@@ -90,6 +91,11 @@ def setup_devices(cfg: DeviceConfig) -> Devices:
     platform, devices = _pick(cfg)
     mesh = Mesh(np.asarray(devices), ("data",))
     dtype = jnp.bfloat16 if cfg.precision is Precision.bf16 else jnp.float32
-    log.info("devices: %d x %s (%s), compute dtype %s", len(devices), platform,
-             devices[0].device_kind, jnp.dtype(dtype).name)
+    log.info(
+        "devices: %d x %s (%s), compute dtype %s",
+        len(devices),
+        platform,
+        devices[0].device_kind,
+        jnp.dtype(dtype).name,
+    )
     return Devices(platform, tuple(devices), mesh, jnp.dtype(dtype))

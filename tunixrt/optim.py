@@ -33,18 +33,20 @@ def decay_mask(params: optax.Params) -> optax.Params:
 def _base(cfg: OptimizerConfig, lr: optax.Schedule) -> optax.GradientTransformation:
     wd = cfg.weight_decay
     if cfg.name is OptimizerName.adamw:
-        return optax.adamw(lr, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps, weight_decay=wd,
-                           mask=decay_mask)
+        return optax.adamw(lr, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps, weight_decay=wd, mask=decay_mask)
     if cfg.name is OptimizerName.lion:
         return optax.lion(lr, b1=cfg.b1, b2=cfg.b2, weight_decay=wd, mask=decay_mask)
     if cfg.name is OptimizerName.adafactor:
         return optax.adafactor(lr, weight_decay_rate=wd or None, weight_decay_mask=decay_mask)
-    return optax.chain(optax.add_decayed_weights(wd, mask=decay_mask),
-                       optax.sgd(lr, momentum=cfg.momentum or None, nesterov=cfg.nesterov))
+    return optax.chain(
+        optax.add_decayed_weights(wd, mask=decay_mask),
+        optax.sgd(lr, momentum=cfg.momentum or None, nesterov=cfg.nesterov),
+    )
 
 
-def make_optimizer(cfg: OptimizerConfig, total_steps: int
-                   ) -> tuple[optax.GradientTransformation, optax.Schedule]:
+def make_optimizer(
+    cfg: OptimizerConfig, total_steps: int
+) -> tuple[optax.GradientTransformation, optax.Schedule]:
     """The gradient transformation (clipping first) and its schedule, for logging the lr."""
     schedule = make_schedule(cfg, total_steps)
     parts = [optax.clip_by_global_norm(cfg.grad_clip)] if cfg.grad_clip > 0 else []

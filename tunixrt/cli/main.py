@@ -30,12 +30,16 @@ def _bench(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="tunixrt", description="tunixrt tools. Training itself is `tunixrt-train`.")
+        prog="tunixrt", description="tunixrt tools. Training itself is `tunixrt-train`."
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     sub = parser.add_subparsers(dest="command", required=True)
-    b = sub.add_parser("bench", help="time the train step of a config (tokens/s, MFU, memory)",
-                       description="Compose the training config with Hydra overrides and time "
-                                   "its train step; writes nothing to disk.")
+    b = sub.add_parser(
+        "bench",
+        help="time the train step of a config (tokens/s, MFU, memory)",
+        description="Compose the training config with Hydra overrides and time "
+        "its train step; writes nothing to disk.",
+    )
     b.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model=llama_small")
     b.add_argument("--steps", type=int, default=10, help="timed steps (default 10)")
     b.add_argument("--warmup", type=int, default=2, help="untimed steps after compile")
@@ -46,8 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
     return int(args.func(args))
 
 

@@ -6,7 +6,18 @@ from tunixrt.data.schema import DataError, EvalItem, Example, read_eval_items, r
 from tunixrt.data.tokenize import SPECIAL_TOKENS, Encoded, TextTokenizer
 
 __all__ = [
-    "SPECIAL_TOKENS", "Batch", "BatchIterator", "DataError", "Encoded", "EvalItem", "Example",
-    "IteratorState", "Rendered", "TextTokenizer", "fixed_batches", "read_eval_items",
-    "read_examples", "render",
+    "SPECIAL_TOKENS",
+    "Batch",
+    "BatchIterator",
+    "DataError",
+    "Encoded",
+    "EvalItem",
+    "Example",
+    "IteratorState",
+    "Rendered",
+    "TextTokenizer",
+    "fixed_batches",
+    "read_eval_items",
+    "read_examples",
+    "render",
 ]

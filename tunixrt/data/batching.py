@@ -33,8 +33,9 @@ def empty_batch(rows: int, seq_len: int, pad_id: int) -> Batch:
     }
 
 
-def place(batch: Batch, row: int, start: int, segment: int, example: Encoded,
-          loss_on_prompt: bool) -> int:
+def place(
+    batch: Batch, row: int, start: int, segment: int, example: Encoded, loss_on_prompt: bool
+) -> int:
     """Write `example` into `batch[row]` at `start`; returns the tokens used.
 
     An example of L tokens gives L-1 (input, target) pairs: input ids[:-1], target ids[1:],
@@ -44,8 +45,8 @@ def place(batch: Batch, row: int, start: int, segment: int, example: Encoded,
     n = min(len(example) - 1, seq_len - start)
     end = start + n
     batch["inputs"][row, start:end] = example.ids[:n]
-    batch["targets"][row, start:end] = example.ids[1:n + 1]
-    counted = np.ones(n, bool) if loss_on_prompt else example.mask[1:n + 1]
+    batch["targets"][row, start:end] = example.ids[1 : n + 1]
+    counted = np.ones(n, bool) if loss_on_prompt else example.mask[1 : n + 1]
     batch["weights"][row, start:end] = counted.astype(np.float32)
     batch["positions"][row, start:end] = np.arange(n, dtype=np.int32)
     batch["segment_ids"][row, start:end] = segment
@@ -71,9 +72,19 @@ class IteratorState:
 class BatchIterator:
     """Endless batches over `examples`, reshuffled each epoch by (seed, epoch)."""
 
-    def __init__(self, examples: Sequence[Encoded], *, rows: int, seq_len: int, pad_id: int,
-                 pack: bool, loss_on_prompt: bool, seed: int, shuffle: bool = True,
-                 one_pass: bool = False) -> None:
+    def __init__(
+        self,
+        examples: Sequence[Encoded],
+        *,
+        rows: int,
+        seq_len: int,
+        pad_id: int,
+        pack: bool,
+        loss_on_prompt: bool,
+        seed: int,
+        shuffle: bool = True,
+        one_pass: bool = False,
+    ) -> None:
         usable = [e for e in examples if len(e) >= 2]
         if not usable:
             raise ValueError("no example has the two tokens needed for one training target")
@@ -131,12 +142,29 @@ class BatchIterator:
         return batch
 
 
-def fixed_batches(examples: Sequence[Encoded], *, count: int, rows: int, seq_len: int,
-                  pad_id: int, pack: bool, loss_on_prompt: bool) -> list[Batch]:
+def fixed_batches(
+    examples: Sequence[Encoded],
+    *,
+    count: int,
+    rows: int,
+    seq_len: int,
+    pad_id: int,
+    pack: bool,
+    loss_on_prompt: bool,
+) -> list[Batch]:
     """Up to `count` batches, the same every time (eval): file order, at most one pass."""
-    it = BatchIterator(examples, rows=rows, seq_len=seq_len, pad_id=pad_id, pack=pack,
-                       loss_on_prompt=loss_on_prompt, seed=0, shuffle=False, one_pass=True)
-    batches = []
+    it = BatchIterator(
+        examples,
+        rows=rows,
+        seq_len=seq_len,
+        pad_id=pad_id,
+        pack=pack,
+        loss_on_prompt=loss_on_prompt,
+        seed=0,
+        shuffle=False,
+        one_pass=True,
+    )
+    batches: list[Batch] = []
     while len(batches) < count and not it.exhausted:
         batches.append(next(it))
     return batches

@@ -29,15 +29,18 @@ def encode_all(examples: list[Example], tokenizer: TextTokenizer) -> list[Encode
     return [tokenizer.encode(render(e)) for e in examples]
 
 
-def split_valid(examples: list[Example], fraction: float, seed: int,
-                source: str) -> tuple[list[Example], list[Example]]:
+def split_valid(
+    examples: list[Example], fraction: float, seed: int, source: str
+) -> tuple[list[Example], list[Example]]:
     """Hold out `fraction` of the examples, chosen by seed, for the eval loss."""
     if fraction == 0.0:
         return examples, []
     n_valid = max(1, round(len(examples) * fraction))
     if n_valid >= len(examples):
-        raise DataError(f"{source}: {len(examples)} records are too few to hold out "
-                        f"dataset.valid_fraction={fraction} and still train")
+        raise DataError(
+            f"{source}: {len(examples)} records are too few to hold out "
+            f"dataset.valid_fraction={fraction} and still train"
+        )
     order = np.random.default_rng([seed, 1]).permutation(len(examples))
     held = set(order[:n_valid].tolist())
     train = [e for i, e in enumerate(examples) if i not in held]
@@ -47,28 +50,51 @@ def split_valid(examples: list[Example], fraction: float, seed: int,
 def _warn_truncation(encoded: list[Encoded], seq_len: int, source: str) -> None:
     too_long = sum(len(e) - 1 > seq_len for e in encoded)
     if too_long:
-        log.warning("%s: %d of %d examples are longer than trainer.seq_len=%d and are "
-                    "truncated", source, too_long, len(encoded), seq_len)
+        log.warning(
+            "%s: %d of %d examples are longer than trainer.seq_len=%d and are truncated",
+            source,
+            too_long,
+            len(encoded),
+            seq_len,
+        )
 
 
-def load_data(cfg: DatasetConfig, *, rows: int, seq_len: int, eval_batches: int,
-              seed: int) -> Data:
+def load_data(cfg: DatasetConfig, *, rows: int, seq_len: int, eval_batches: int, seed: int) -> Data:
     """Read, validate and encode everything up front, so bad data fails before compiling."""
     tokenizer = TextTokenizer.from_file(cfg.tokenizer)
     train_records = read_examples(cfg.path)
     if cfg.valid_path is not None:
         valid_records = read_examples(cfg.valid_path)
     else:
-        train_records, valid_records = split_valid(train_records, cfg.valid_fraction, seed,
-                                                   cfg.path)
+        train_records, valid_records = split_valid(
+            train_records, cfg.valid_fraction, seed, cfg.path
+        )
     train_enc = encode_all(train_records, tokenizer)
     valid_enc = encode_all(valid_records, tokenizer)
     _warn_truncation(train_enc, seq_len, cfg.path)
-    train = BatchIterator(train_enc, rows=rows, seq_len=seq_len, pad_id=tokenizer.pad_id,
-                          pack=cfg.pack, loss_on_prompt=cfg.loss_on_prompt, seed=seed)
-    evals = fixed_batches(valid_enc, count=eval_batches, rows=rows, seq_len=seq_len,
-                          pad_id=tokenizer.pad_id, pack=cfg.pack,
-                          loss_on_prompt=cfg.loss_on_prompt) if valid_enc else []
-    log.info("data: %d train and %d held-out examples from %s", len(train_enc), len(valid_enc),
-             cfg.path)
+    train = BatchIterator(
+        train_enc,
+        rows=rows,
+        seq_len=seq_len,
+        pad_id=tokenizer.pad_id,
+        pack=cfg.pack,
+        loss_on_prompt=cfg.loss_on_prompt,
+        seed=seed,
+    )
+    evals = (
+        fixed_batches(
+            valid_enc,
+            count=eval_batches,
+            rows=rows,
+            seq_len=seq_len,
+            pad_id=tokenizer.pad_id,
+            pack=cfg.pack,
+            loss_on_prompt=cfg.loss_on_prompt,
+        )
+        if valid_enc
+        else []
+    )
+    log.info(
+        "data: %d train and %d held-out examples from %s", len(train_enc), len(valid_enc), cfg.path
+    )
     return Data(tokenizer, train, evals, len(train_enc), len(valid_enc))

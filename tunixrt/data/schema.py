@@ -80,8 +80,11 @@ def _parse_step(obj: Any, n: int) -> Step:
     if not isinstance(obj, dict):
         raise DataError(f"steps[{n}] must be an object")
     try:
-        return Step(i=_field(obj, "i", int), type=_field(obj, "type", str),
-                    content=_field(obj, "content", str))
+        return Step(
+            i=_field(obj, "i", int),
+            type=_field(obj, "type", str),
+            content=_field(obj, "content", str),
+        )
     except DataError as err:
         raise DataError(f"steps[{n}]: {err}") from None
 
@@ -121,10 +124,12 @@ def parse_example(obj: Any) -> Example:
     if "completion" in obj:
         return Pair(prompt=_field(obj, "prompt", str), completion=_field(obj, "completion", str))
     if "prompt" not in obj:
-        raise DataError("missing key 'prompt' (expected a trace, a prompt/completion pair "
-                        "or a messages chat)")
-    raise DataError("a record with 'prompt' needs 'steps' and 'final_answer' (a trace) "
-                    "or 'completion' (a pair)")
+        raise DataError(
+            "missing key 'prompt' (expected a trace, a prompt/completion pair or a messages chat)"
+        )
+    raise DataError(
+        "a record with 'prompt' needs 'steps' and 'final_answer' (a trace) or 'completion' (a pair)"
+    )
 
 
 def parse_eval_item(obj: Any) -> EvalItem:
@@ -153,8 +158,9 @@ def read_jsonl(path: str | Path, parse: Callable[[Any], T]) -> list[T]:
             try:
                 records.append(parse(json.loads(line)))
             except json.JSONDecodeError as err:
-                raise DataError(f"{path}:{lineno}: invalid JSON: {err.msg} "
-                                f"(column {err.colno})") from None
+                raise DataError(
+                    f"{path}:{lineno}: invalid JSON: {err.msg} (column {err.colno})"
+                ) from None
             except DataError as err:
                 raise DataError(f"{path}:{lineno}: {err}") from None
     if not records:

@@ -38,11 +38,14 @@ class TextTokenizer:
         self._tok = tokenizer
         # A marker such as "<|eos|>" written in the data is text, not a template token.
         self._tok.encode_special_tokens = True
-        ids = {name: tokenizer.token_to_id(name) for name in SPECIAL_TOKENS}
-        missing = [name for name, i in ids.items() if i is None]
+        found = {name: tokenizer.token_to_id(name) for name in SPECIAL_TOKENS}
+        ids = {name: i for name, i in found.items() if i is not None}
+        missing = [name for name in SPECIAL_TOKENS if name not in ids]
         if missing:
-            raise DataError(f"{source}: tokenizer lacks the special tokens {missing}; "
-                            f"it needs all of {list(SPECIAL_TOKENS)}")
+            raise DataError(
+                f"{source}: tokenizer lacks the special tokens {missing}; "
+                f"it needs all of {list(SPECIAL_TOKENS)}"
+            )
         self.pad_id, self.bos_id, self.eos_id = ids["<|pad|>"], ids["<|bos|>"], ids["<|eos|>"]
         self.prompt_id, self.completion_id = ids["<|prompt|>"], ids["<|completion|>"]
         self.answer_id = ids["<|answer|>"]
@@ -69,15 +72,19 @@ class TextTokenizer:
         return str(self._tok.decode(ids, skip_special_tokens=True))
 
     def encode(self, rendered: Rendered) -> Encoded:
-        prompt = [self.bos_id, self.prompt_id, *self.encode_text(rendered.prompt),
-                  self.completion_id]
+        prompt = [
+            self.bos_id,
+            self.prompt_id,
+            *self.encode_text(rendered.prompt),
+            self.completion_id,
+        ]
         completion = self.encode_text(rendered.reasoning)
         if rendered.answer is not None:
             completion += [self.answer_id, *self.encode_text(rendered.answer)]
         completion.append(self.eos_id)
         ids = np.asarray(prompt + completion, dtype=np.int32)
         mask = np.zeros(len(ids), dtype=bool)
-        mask[len(prompt):] = True
+        mask[len(prompt) :] = True
         return Encoded(ids, mask)
 
     def encode_prompt(self, prompt: str) -> list[int]:

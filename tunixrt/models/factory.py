@@ -19,18 +19,28 @@ def decoder_config(cfg: ModelConfig, *, vocab_size: int, dtype: jnp.dtype) -> De
     """`model.vocab_size` (if set) must hold every id the tokenizer produces."""
     vocab = cfg.vocab_size if cfg.vocab_size is not None else vocab_size
     if vocab < vocab_size:
-        raise ValueError(f"model.vocab_size={vocab} is smaller than the tokenizer's "
-                         f"vocabulary ({vocab_size})")
+        raise ValueError(
+            f"model.vocab_size={vocab} is smaller than the tokenizer's vocabulary ({vocab_size})"
+        )
     return DecoderConfig(
-        vocab_size=vocab, dim=cfg.dim, n_layers=cfg.n_layers, n_heads=cfg.n_heads,
-        n_kv_heads=cfg.n_kv_heads, ffn_dim=cfg.ffn_dim, max_seq_len=cfg.max_seq_len,
-        rope_theta=cfg.rope_theta, norm_eps=cfg.norm_eps, tie_embeddings=cfg.tie_embeddings,
-        dtype=jnp.dtype(dtype).name, init_std=cfg.init_std,
+        vocab_size=vocab,
+        dim=cfg.dim,
+        n_layers=cfg.n_layers,
+        n_heads=cfg.n_heads,
+        n_kv_heads=cfg.n_kv_heads,
+        ffn_dim=cfg.ffn_dim,
+        max_seq_len=cfg.max_seq_len,
+        rope_theta=cfg.rope_theta,
+        norm_eps=cfg.norm_eps,
+        tie_embeddings=cfg.tie_embeddings,
+        dtype=jnp.dtype(dtype).name,
+        init_std=cfg.init_std,
     )
 
 
-def build_model(cfg: ModelConfig, *, vocab_size: int, dtype: jnp.dtype, seed: int,
-                devices: Devices) -> Decoder:
+def build_model(
+    cfg: ModelConfig, *, vocab_size: int, dtype: jnp.dtype, seed: int, devices: Devices
+) -> Decoder:
     """A freshly initialised decoder, its parameters replicated over the mesh."""
     dcfg = decoder_config(cfg, vocab_size=vocab_size, dtype=dtype)
     with jax.default_device(devices.devices[0]):

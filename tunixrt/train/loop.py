@@ -72,8 +72,9 @@ def hydra_run_dir() -> Path:
 
 
 def _config_yaml(cfg: DictConfig | TrainConfig) -> str:
-    return OmegaConf.to_yaml(OmegaConf.structured(cfg) if isinstance(cfg, TrainConfig) else cfg,
-                             resolve=True)
+    return OmegaConf.to_yaml(
+        OmegaConf.structured(cfg) if isinstance(cfg, TrainConfig) else cfg, resolve=True
+    )
 
 
 def setup(cfg: TrainConfig) -> Setup:
@@ -82,12 +83,24 @@ def setup(cfg: TrainConfig) -> Setup:
     devices = setup_devices(cfg.device)
     t = cfg.trainer
     if (t.batch_size // t.grad_accum) % len(devices.devices):
-        raise ValueError(f"trainer.batch_size/trainer.grad_accum = {t.batch_size // t.grad_accum}"
-                         f" rows must split evenly over {len(devices.devices)} devices")
-    data = load_data(cfg.dataset, rows=t.batch_size, seq_len=t.seq_len,
-                     eval_batches=t.eval_batches, seed=cfg.seed)
-    model = build_model(cfg.model, vocab_size=data.tokenizer.vocab_size,
-                        dtype=devices.compute_dtype, seed=cfg.seed, devices=devices)
+        raise ValueError(
+            f"trainer.batch_size/trainer.grad_accum = {t.batch_size // t.grad_accum}"
+            f" rows must split evenly over {len(devices.devices)} devices"
+        )
+    data = load_data(
+        cfg.dataset,
+        rows=t.batch_size,
+        seq_len=t.seq_len,
+        eval_batches=t.eval_batches,
+        seed=cfg.seed,
+    )
+    model = build_model(
+        cfg.model,
+        vocab_size=data.tokenizer.vocab_size,
+        dtype=devices.compute_dtype,
+        seed=cfg.seed,
+        devices=devices,
+    )
     tx, schedule = make_optimizer(cfg.optimizer, t.max_steps)
     optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
     return Setup(cfg, devices, data, model, optimizer, schedule)
@@ -97,8 +110,7 @@ def open_run(s: Setup, raw_cfg: DictConfig | TrainConfig, run_dir: Path) -> Run:
     tb = TensorBoardWriter(run_dir / "tb")
     tb.write_text(0, "config", "```\n" + _config_yaml(raw_cfg) + "```")
     ck = s.cfg.checkpoint
-    checkpointer = Checkpointer(run_dir / "checkpoints", every_steps=ck.every_steps,
-                                keep=ck.keep)
+    checkpointer = Checkpointer(run_dir / "checkpoints", every_steps=ck.every_steps, keep=ck.keep)
     return Run(s, run_dir, MultiWriter([tb]), checkpointer)
 
 
@@ -106,8 +118,9 @@ def to_device(batch: Batch, s: Setup) -> dict[str, jax.Array]:
     """[rows, seq] host arrays -> [accum, rows/accum, seq] arrays split over devices."""
     sharding = s.devices.micro_batch_sharding
     accum = s.cfg.trainer.grad_accum
-    return {k: jax.device_put(v.reshape(accum, -1, v.shape[-1]), sharding)
-            for k, v in batch.items()}
+    return {
+        k: jax.device_put(v.reshape(accum, -1, v.shape[-1]), sharding) for k, v in batch.items()
+    }
 
 
 def evaluate(s: Setup) -> float | None:
@@ -123,9 +136,13 @@ def evaluate(s: Setup) -> float | None:
 
 
 def _meta(s: Setup, step: int) -> dict[str, object]:
-    return {"step": step, "data": s.data.train.state.to_dict(),
-            "config": OmegaConf.to_container(OmegaConf.structured(s.cfg), resolve=True,
-                                             enum_to_str=True)}
+    return {
+        "step": step,
+        "data": s.data.train.state.to_dict(),
+        "config": OmegaConf.to_container(
+            OmegaConf.structured(s.cfg), resolve=True, enum_to_str=True
+        ),
+    }
 
 
 def _save(run: Run, step: int) -> None:
@@ -169,14 +186,18 @@ def fit(run: Run) -> TrainResult:
     return result
 
 
-def _train_scalars(s: Setup, step: int, metrics: dict[str, jax.Array],
-                   throughput: Throughput) -> dict[str, float]:
+def _train_scalars(
+    s: Setup, step: int, metrics: dict[str, jax.Array], throughput: Throughput
+) -> dict[str, float]:
     host = {k: float(v) for k, v in jax.device_get(metrics).items()}
     if not math.isfinite(host["loss"]):
         raise FloatingPointError(f"step {step}: the training loss is {host['loss']}")
-    return {"train/loss": host["loss"], "train/grad_norm": host["grad_norm"],
-            "train/lr": float(s.schedule(step - 1)),
-            **throughput.interval(step)}
+    return {
+        "train/loss": host["loss"],
+        "train/grad_norm": host["grad_norm"],
+        "train/lr": float(s.schedule(step - 1)),
+        **throughput.interval(step),
+    }
 
 
 def train(cfg: DictConfig | TrainConfig, run_dir: str | Path | None = None) -> TrainResult:
@@ -191,9 +212,12 @@ def train(cfg: DictConfig | TrainConfig, run_dir: str | Path | None = None) -> T
     finally:
         run.checkpointer.close()
         run.writer.close()
-    log.info("finished %d steps in %.1fs; final eval loss %s", result.final_step,
-             time.perf_counter() - started,
-             "n/a" if result.final_eval_loss is None else f"{result.final_eval_loss:.4f}")
+    log.info(
+        "finished %d steps in %.1fs; final eval loss %s",
+        result.final_step,
+        time.perf_counter() - started,
+        "n/a" if result.final_eval_loss is None else f"{result.final_eval_loss:.4f}",
+    )
     log.info("run folder:  %s", folder.resolve())
     log.info("tensorboard: tensorboard --logdir %s", (folder / "tb").resolve())
     log.info("checkpoints: %s", run.checkpointer.directory)

@@ -33,8 +33,11 @@ class ProgressDisplay:
         use_bar = mode is Progress.bar or (mode is Progress.auto and sys.stderr.isatty())
         self.total, self.first_step = total, first_step
         self._start = time.perf_counter()
-        self._bar = tqdm(total=total, initial=first_step, unit="step", dynamic_ncols=True,
-                         file=sys.stderr) if use_bar else None
+        self._bar = (
+            tqdm(total=total, initial=first_step, unit="step", dynamic_ncols=True, file=sys.stderr)
+            if use_bar
+            else None
+        )
 
     def eta(self, step: int) -> float:
         done = step - self.first_step
@@ -47,8 +50,13 @@ class ProgressDisplay:
             if scalars:
                 self._bar.set_postfix_str(format_scalars(scalars), refresh=False)
         elif scalars:
-            log.info("step %d/%d %s eta=%s", step, self.total, format_scalars(scalars),
-                     format_seconds(self.eta(step)))
+            log.info(
+                "step %d/%d %s eta=%s",
+                step,
+                self.total,
+                format_scalars(scalars),
+                format_seconds(self.eta(step)),
+            )
 
     def __enter__(self) -> ProgressDisplay:
         # Console log lines go through tqdm.write while the bar is up, so they don't tear it.

@@ -20,8 +20,11 @@ Batch = dict[str, jax.Array]
 
 def loss_sums(model: nnx.Module, batch: Batch) -> tuple[jax.Array, jax.Array]:
     """Sum of token cross-entropies over weighted targets, and the weight total."""
-    logits = model(batch["inputs"], positions=batch["positions"],  # type: ignore[operator]
-                   segment_ids=batch["segment_ids"])  # [rows, seq, vocab] float32
+    logits = model(
+        batch["inputs"],
+        positions=batch["positions"],  # type: ignore[operator]
+        segment_ids=batch["segment_ids"],
+    )  # [rows, seq, vocab] float32
     ce = optax.softmax_cross_entropy_with_integer_labels(logits, batch["targets"])
     weights = batch["weights"]
     return jnp.sum(ce * weights), jnp.sum(weights)
@@ -29,7 +32,7 @@ def loss_sums(model: nnx.Module, batch: Batch) -> tuple[jax.Array, jax.Array]:
 
 def _accumulate(model: nnx.Module, batch: Batch) -> tuple[Any, jax.Array, jax.Array]:
     """Summed gradients, loss and token count over the micro-batch axis."""
-    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)  # type: ignore[misc]
 
     def micro(carry: tuple[Any, jax.Array, jax.Array], mb: Batch):
         grad_sum, loss_sum, count = carry

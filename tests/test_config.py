@@ -3,6 +3,7 @@ name the key, the value and what is allowed."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -120,3 +121,18 @@ def test_cli_help_and_cfg_job():
 def test_cli_bad_override_exits_nonzero_with_the_key():
     bad = _train_cli("optimizer.lr=abc")
     assert bad.returncode != 0 and "optimizer.lr" in bad.stderr
+
+
+def test_run_folder_is_run_name_or_a_timestamp():
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from tunixrt.config import repo_path
+
+    with initialize_config_dir(version_base="1.3", config_dir=str(repo_path("conf"))):
+        named = compose("train", overrides=["run.name=exp1"], return_hydra_config=True)
+        stamped = compose("train", return_hydra_config=True)
+    assert OmegaConf.select(named, "hydra.run.dir") == "outputs/exp1"
+    assert re.fullmatch(
+        r"outputs/\d{4}-\d\d-\d\d/\d\d-\d\d-\d\d", OmegaConf.select(stamped, "hydra.run.dir")
+    )

@@ -22,6 +22,8 @@ from typing import Any
 
 import pytest
 
+from tunixrt.data.synthetic import FAMILIES, build
+
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "datasets" / "dev-reasoning"
 GENERATOR = REPO / "scripts" / "make_dataset.py"
@@ -55,9 +57,25 @@ def traces() -> list[dict[str, Any]]:
 
 
 def run_generator(out: Path, *extra: str) -> None:
-    subprocess.run([sys.executable, str(GENERATOR), "--out", str(out), "--train", "120",
-                    "--valid", "20", "--eval", "40", *extra],
-                   check=True, capture_output=True, text=True, timeout=120)
+    subprocess.run(
+        [
+            sys.executable,
+            str(GENERATOR),
+            "--out",
+            str(out),
+            "--train",
+            "120",
+            "--valid",
+            "20",
+            "--eval",
+            "40",
+            *extra,
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_generator_is_byte_deterministic(tmp_path: Path) -> None:
@@ -71,6 +89,15 @@ def test_generator_is_byte_deterministic(tmp_path: Path) -> None:
         assert (first / name).read_bytes() == (second / name).read_bytes(), name
     run_generator(other, "--seed", "99")
     assert (other / "train.jsonl").read_bytes() != (first / "train.jsonl").read_bytes()
+
+
+def test_generator_reproduces_shipped_files(manifest: dict[str, Any], tmp_path: Path) -> None:
+    sizes = {
+        name: manifest["files"][f"{name}.jsonl"]["records"] for name in ("train", "valid", "eval")
+    }
+    build(tmp_path, manifest["seed"], sizes["train"], sizes["valid"], sizes["eval"])
+    for name in ("train.jsonl", "valid.jsonl", "eval.jsonl"):
+        assert (tmp_path / name).read_bytes() == (DATA / name).read_bytes(), name
 
 
 def test_generator_small_run_counts(tmp_path: Path) -> None:
@@ -91,8 +118,7 @@ def test_manifest_matches_shipped_files(manifest: dict[str, Any]) -> None:
     assert manifest["key"] == "dev_reasoning"
     assert manifest["generator"] == "scripts/make_dataset.py"
     assert isinstance(manifest["seed"], int)
-    assert set(manifest["files"]) == {"train.jsonl", "valid.jsonl", "eval.jsonl",
-                                      "tokenizer.json"}
+    assert set(manifest["files"]) == {"train.jsonl", "valid.jsonl", "eval.jsonl", "tokenizer.json"}
     for name, entry in manifest["files"].items():
         path = DATA / name
         assert entry["sha256"] == sha256(path), f"{name}: sha256 differs from manifest"
@@ -167,10 +193,20 @@ def test_eval_items(manifest: dict[str, Any], traces: list[dict[str, Any]]) -> N
 # ---------------------------------------------------------------------------------------
 # Answers, recomputed from meta.params
 
-UNIT = {"mm": Fraction(1, 1000), "cm": Fraction(1, 100), "m": Fraction(1), "km": Fraction(1000),
-        "mg": Fraction(1, 1000), "g": Fraction(1), "kg": Fraction(1000),
-        "s": Fraction(1), "min": Fraction(60), "h": Fraction(3600),
-        "mL": Fraction(1, 1000), "L": Fraction(1)}
+UNIT = {
+    "mm": Fraction(1, 1000),
+    "cm": Fraction(1, 100),
+    "m": Fraction(1),
+    "km": Fraction(1000),
+    "mg": Fraction(1, 1000),
+    "g": Fraction(1),
+    "kg": Fraction(1000),
+    "s": Fraction(1),
+    "min": Fraction(60),
+    "h": Fraction(3600),
+    "mL": Fraction(1, 1000),
+    "L": Fraction(1),
+}
 
 
 def check_arithmetic_word(p: dict[str, Any], prompt: str) -> Fraction:
@@ -259,8 +295,13 @@ def check_comparison(p: dict[str, Any], prompt: str) -> str:
     return pick(values, key=values.__getitem__)
 
 
-SYLLOGISM_ANSWERS = {"barbara": "yes", "darii": "yes", "celarent": "no",
-                     "undistributed": "no", "converse": "no"}
+SYLLOGISM_ANSWERS = {
+    "barbara": "yes",
+    "darii": "yes",
+    "celarent": "no",
+    "undistributed": "no",
+    "converse": "no",
+}
 
 
 def check_logic(p: dict[str, Any], prompt: str) -> str:
@@ -330,6 +371,7 @@ CHECKERS: dict[str, Callable[[dict[str, Any], str], Any]] = {
 
 def test_every_family_has_a_checker(manifest: dict[str, Any]) -> None:
     assert set(manifest["composition"]["train"]) == set(CHECKERS)
+    assert set(FAMILIES) == set(CHECKERS)
 
 
 @pytest.mark.parametrize("family", sorted(CHECKERS))
@@ -358,8 +400,12 @@ def test_tokenizer_special_tokens_and_round_trip(traces: list[dict[str, Any]]) -
     tok = tokenizers.Tokenizer.from_file(str(DATA / "tokenizer.json"))
     assert [tok.token_to_id(t) for t in SPECIAL_TOKENS] == list(range(len(SPECIAL_TOKENS)))
     assert tok.get_vocab_size(with_added_tokens=True) == 2048
-    samples = ["Hello,  world!\n\tx = 3.5 * (-2)  ", " leading and trailing spaces ",
-               "~`{}[]|\\^_@#$%&", ""]
+    samples = [
+        "Hello,  world!\n\tx = 3.5 * (-2)  ",
+        " leading and trailing spaces ",
+        "~`{}[]|\\^_@#$%&",
+        "",
+    ]
     samples += [r["prompt"] for r in traces[:50]]
     samples += ["\n".join(s["content"] for s in r["steps"]) for r in traces[:50]]
     for text in samples:

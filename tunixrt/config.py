@@ -274,6 +274,11 @@ def repo_path(*parts: str) -> Path:
 def _register_resolvers() -> None:
     if not OmegaConf.has_resolver("tunixrt.datasets"):
         OmegaConf.register_new_resolver("tunixrt.datasets", lambda: str(repo_path("datasets")))
+    if not OmegaConf.has_resolver("tunixrt.either"):
+        # ${tunixrt.either:${run.name},fallback}: the first value that is not null
+        OmegaConf.register_new_resolver(
+            "tunixrt.either", lambda value, fallback: fallback if value is None else value
+        )
 
 
 _register_resolvers()

@@ -1,0 +1,204 @@
+"""Families: string reversal, sorting (numbers, letters) and counting (letters, items)."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from tunixrt.data.synthetic.common import Problem, Step, conclude, join_and
+from tunixrt.data.synthetic.words import LONG_WORDS, SHORT_WORDS
+
+# ---------------------------------------------------------------------------------------
+# String reversal
+
+
+def gen_string_reversal(rng: random.Random, difficulty: str) -> Problem:
+    if difficulty == "hard":
+        return reverse_two_words(rng)
+    text = rng.choice(SHORT_WORDS if difficulty == "easy" else LONG_WORDS)
+    answer = text[::-1]
+    prompt = rng.choice(
+        [
+            f"Reverse the string '{text}'.",
+            f"Write '{text}' backwards.",
+            f"What is '{text}' spelled backwards?",
+        ]
+    )
+    steps = [
+        ("parse", f"The word '{text}' has {len(text)} letters: {', '.join(text)}."),
+        ("compute", f"Reading them from last to first: {', '.join(answer)}."),
+        (
+            "check",
+            f"The result also has {len(answer)} letters and starts with "
+            f"'{text[-1]}', the last letter of '{text}'.",
+        ),
+        conclude(answer),
+    ]
+    return Problem(prompt, steps, answer, {"text": text})
+
+
+def reverse_two_words(rng: random.Random) -> Problem:
+    first, second = rng.sample(SHORT_WORDS, 2)
+    text = f"{first} {second}"
+    answer = text[::-1]
+    prompt = rng.choice(
+        [
+            f"Reverse the string '{text}' character by character.",
+            f"Write '{text}' backwards, letter by letter.",
+        ]
+    )
+    steps = [
+        ("parse", f"The string has two words, '{first}' and '{second}', separated by a space."),
+        (
+            "compute",
+            "Reversing the whole string reverses the word order and the letters inside each word.",
+        ),
+        (
+            "compute",
+            f"'{second}' becomes '{second[::-1]}' and '{first}' becomes '{first[::-1]}'.",
+        ),
+        ("compute", f"In reverse order with the space between: '{answer}'."),
+        conclude(answer),
+    ]
+    return Problem(prompt, steps, answer, {"text": text})
+
+
+# ---------------------------------------------------------------------------------------
+# Sorting numbers or the letters of a word
+
+
+def gen_sorting(rng: random.Random, difficulty: str) -> Problem:
+    if difficulty == "hard" and rng.random() < 0.5:
+        return sort_letters(rng)
+    count, low = {"easy": (4, 1), "medium": (5, 1), "hard": (6, -50)}[difficulty]
+    items = rng.sample(range(low, 100), count)
+    order = "ascending" if difficulty == "easy" or rng.random() < 0.5 else "descending"
+    ordered = sorted(items, reverse=order == "descending")
+    answer = ", ".join(str(x) for x in ordered)
+    listed = ", ".join(str(x) for x in items)
+    if order == "ascending":
+        prompt = f"Sort these numbers from smallest to largest: {listed}."
+        chain = " < ".join(str(x) for x in ordered)
+        steps_order = ("compute", f"From smallest to largest: {chain}.")
+    else:
+        prompt = f"Sort these numbers from largest to smallest: {listed}."
+        chain = " > ".join(str(x) for x in ordered)
+        steps_order = ("compute", f"From largest to smallest: {chain}.")
+    steps = [
+        ("parse", f"There are {count} numbers: {listed}."),
+        ("compare", f"The smallest is {min(items)} and the largest is {max(items)}."),
+        steps_order,
+        ("check", f"The sorted list still has {count} numbers, each used once."),
+        conclude(answer),
+    ]
+    return Problem(prompt, steps, answer, {"kind": "numbers", "items": items, "order": order})
+
+
+def sort_letters(rng: random.Random) -> Problem:
+    text = rng.choice(LONG_WORDS)
+    answer = "".join(sorted(text))
+    prompt = f"Sort the letters of '{text}' in alphabetical order."
+    steps = [
+        ("parse", f"The letters of '{text}' are {', '.join(text)}."),
+        ("compute", f"In alphabetical order: {', '.join(answer)}."),
+        (
+            "check",
+            f"Both lists have {len(text)} letters; '{answer[0]}' comes first "
+            f"and '{answer[-1]}' comes last in the alphabet.",
+        ),
+        conclude(answer),
+    ]
+    return Problem(prompt, steps, answer, {"kind": "letters", "word": text, "order": "ascending"})
+
+
+# ---------------------------------------------------------------------------------------
+# Counting letters, occurrences of a letter, or list items with a property
+
+
+def gen_counting(rng: random.Random, difficulty: str) -> Problem:
+    if difficulty == "easy":
+        return count_length(rng)
+    if difficulty == "medium":
+        return count_letter(rng)
+    return count_items(rng)
+
+
+def count_length(rng: random.Random) -> Problem:
+    text = rng.choice(SHORT_WORDS + LONG_WORDS)
+    positions = ", ".join(f"{c}({i})" for i, c in enumerate(text, start=1))
+    prompt = rng.choice(
+        [f"How many letters are in the word '{text}'?", f"Count the letters in '{text}'."]
+    )
+    steps = [
+        ("parse", f"Number each letter of '{text}': {positions}."),
+        ("compute", f"The last letter is number {len(text)}, so there are {len(text)} letters."),
+        (
+            "check",
+            f"Counting again from the end: {', '.join(reversed(text))} is {len(text)} letters too.",
+        ),
+        conclude(str(len(text))),
+    ]
+    return Problem(prompt, steps, str(len(text)), {"kind": "length", "text": text})
+
+
+def count_letter(rng: random.Random) -> Problem:
+    text = rng.choice(LONG_WORDS)
+    # Mostly a letter of the word; sometimes one it lacks, so 0 is a possible answer.
+    if rng.random() < 0.85:
+        letter = rng.choice(text)
+    else:
+        letter = rng.choice([c for c in "abcdefghijklmnopqrstuvwxyz" if c not in text])
+    hits = [i for i, c in enumerate(text, start=1) if c == letter]
+    prompt = f"How many times does the letter '{letter}' appear in '{text}'?"
+    steps: list[Step] = [("parse", f"Go through '{text}' letter by letter: {', '.join(text)}.")]
+    if hits:
+        where = join_and([str(i) for i in hits])
+        steps.append(
+            ("compute", f"'{letter}' is at position{'s' if len(hits) > 1 else ''} {where}.")
+        )
+        steps.append(("compute", f"That is {len(hits)} time{'s' if len(hits) > 1 else ''}."))
+        steps.append(
+            (
+                "check",
+                f"The other {len(text) - len(hits)} letters are not "
+                f"'{letter}', and {len(hits)} + {len(text) - len(hits)} = {len(text)}, "
+                f"the length of '{text}'.",
+            )
+        )
+    else:
+        steps.append(("compute", f"None of the letters is '{letter}', so it appears 0 times."))
+    steps.append(conclude(str(len(hits))))
+    params = {"kind": "letter", "text": text, "letter": letter}
+    return Problem(prompt, steps, str(len(hits)), params)
+
+
+def count_items(rng: random.Random) -> Problem:
+    items = [rng.randint(1, 60) for _ in range(rng.randint(6, 9))]
+    listed = ", ".join(str(x) for x in items)
+    if rng.random() < 0.5:
+        kind, label, threshold = "even", "even", None
+        hits = [x for x in items if x % 2 == 0]
+        prompt = f"How many of these numbers are even: {listed}?"
+        rest = "odd"
+    else:
+        kind, threshold = "greater", rng.randint(15, 45)
+        label = f"greater than {threshold}"
+        hits = [x for x in items if x > threshold]
+        prompt = f"How many of these numbers are greater than {threshold}: {listed}?"
+        rest = f"not greater than {threshold}"
+    misses = [x for x in items if x not in hits]
+    found = ", ".join(str(x) for x in hits) if hits else "none"
+    steps = [
+        ("parse", f"The list has {len(items)} numbers: {listed}."),
+        ("compute", f"The {label} ones are: {found}."),
+        ("compute", f"That makes {len(hits)}."),
+        (
+            "check",
+            f"The other {len(misses)} are {rest}, and {len(hits)} + {len(misses)} = {len(items)}.",
+        ),
+        conclude(str(len(hits))),
+    ]
+    params: dict[str, Any] = {"kind": kind, "items": items}
+    if threshold is not None:
+        params["threshold"] = threshold
+    return Problem(prompt, steps, str(len(hits)), params)

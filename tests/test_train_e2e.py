@@ -98,3 +98,27 @@ def test_checkpoint_restores_with_orbax_and_reproduces_the_logged_eval_loss(run_
     recomputed = evaluate(Setup(cfg, devices, data, model, None, None))  # type: ignore[arg-type]
     assert recomputed == pytest.approx(logged, rel=1e-5)
     manager.close()
+
+
+def test_bad_data_fails_before_compiling_with_file_and_line(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "a", "completion": "b"}\n{"completion": "c"}\n', encoding="utf-8")
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "train.py"),
+            "debug=fast",
+            "dataset=jsonl",
+            f"dataset.path={bad}",
+            f"hydra.run.dir={out}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 2
+    assert f"{bad}:2: missing key 'prompt'" in proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert not (out / "checkpoints").exists() and not (out / "tb").exists()

@@ -16,6 +16,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from tunixrt.config import DeviceConfig, Platform, Precision
+from tunixrt.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +24,7 @@ log = logging.getLogger(__name__)
 _PREFERENCE = ("tpu", "gpu", "cpu")
 
 
-class DeviceError(RuntimeError):
+class DeviceError(InputError, RuntimeError):
     """The requested platform is not available."""
 
 

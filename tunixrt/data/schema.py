@@ -13,8 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from tunixrt.errors import InputError
 
-class DataError(ValueError):
+
+class DataError(InputError, ValueError):
     """A data file is missing, empty or has a malformed record."""
 
 

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from tunixrt.config import ModelConfig
+from tunixrt.config import ConfigError, ModelConfig
 from tunixrt.devices import Devices
 from tunixrt.models.decoder import Decoder, DecoderConfig, num_params
 
@@ -19,7 +19,7 @@ def decoder_config(cfg: ModelConfig, *, vocab_size: int, dtype: jnp.dtype) -> De
     """`model.vocab_size` (if set) must hold every id the tokenizer produces."""
     vocab = cfg.vocab_size if cfg.vocab_size is not None else vocab_size
     if vocab < vocab_size:
-        raise ValueError(
+        raise ConfigError(
             f"model.vocab_size={vocab} is smaller than the tokenizer's vocabulary ({vocab_size})"
         )
     return DecoderConfig(

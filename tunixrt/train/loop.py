@@ -15,7 +15,7 @@ from flax import nnx
 from omegaconf import DictConfig, OmegaConf
 
 from tunixrt.checkpoint import Checkpointer, train_state
-from tunixrt.config import TrainConfig, validate
+from tunixrt.config import ConfigError, TrainConfig, validate
 from tunixrt.data.batching import Batch
 from tunixrt.data.pipeline import Data, load_data
 from tunixrt.devices import Devices, setup_devices
@@ -61,8 +61,10 @@ class Run:
 
 
 def _quiet_libraries() -> None:
-    # orbax logs every file it writes at INFO through absl
-    logging.getLogger("absl").setLevel(logging.WARNING)
+    # orbax logs every file it writes at INFO through absl; jax logs each backend it
+    # probes and does not find (TPU on every GPU or CPU machine)
+    for name in ("absl", "jax._src.xla_bridge"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def hydra_run_dir() -> Path:
@@ -83,7 +85,7 @@ def setup(cfg: TrainConfig) -> Setup:
     devices = setup_devices(cfg.device)
     t = cfg.trainer
     if (t.batch_size // t.grad_accum) % len(devices.devices):
-        raise ValueError(
+        raise ConfigError(
             f"trainer.batch_size/trainer.grad_accum = {t.batch_size // t.grad_accum}"
             f" rows must split evenly over {len(devices.devices)} devices"
         )

@@ -23,3 +23,30 @@ def test_scalars_and_text_round_trip(tmp_path):
     acc.Reload()
     (text,) = acc.Tensors("config")
     assert make_ndarray(text.tensor_proto).item() == b"seed: 0"
+
+
+def test_truncate_after_drops_later_steps_and_keeps_the_rest(tmp_path):
+    from tunixrt.tensorboard import truncate_after
+
+    first = TensorBoardWriter(tmp_path)
+    first.write_text(0, "config", "seed: 0")
+    for step in range(1, 8):
+        first.write_scalars(step, {"train/loss": float(step)})
+    first.close()
+    assert truncate_after(tmp_path, 4) == 3
+    assert truncate_after(tmp_path, 4) == 0  # nothing left to drop
+    second = TensorBoardWriter(tmp_path)  # the resumed run logs steps 5.. again
+    for step in range(5, 9):
+        second.write_scalars(step, {"train/loss": 10.0 * step})
+    second.close()
+    got = read_scalars(tmp_path)["train/loss"]
+    assert got == [
+        (1, 1.0),
+        (2, 2.0),
+        (3, 3.0),
+        (4, 4.0),
+        (5, 50.0),
+        (6, 60.0),
+        (7, 70.0),
+        (8, 80.0),
+    ]

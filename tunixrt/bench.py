@@ -1,21 +1,25 @@
 """`tunixrt bench`: time the real train step of a composed config.
 
 Prints tokens/s, step time, compile time, model FLOPs utilization (when the device's
-peak is known) and peak memory. Nothing is written to disk.
+peak is known) and peak memory; with `--checkpoint`, also the time a save blocks the
+loop, the time until it is on disk, and the restore time (in a temporary folder).
 """
 
 from __future__ import annotations
 
 import resource
+import shutil
+import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from pathlib import Path
 
 import jax
 import numpy as np
 
-from tunixrt.config import TrainConfig
+from tunixrt.checkpoint import Checkpointer, train_state
 from tunixrt.models import flops_per_token, num_params
-from tunixrt.train.loop import Setup, setup, to_device
+from tunixrt.train.setup import Setup, to_device
 from tunixrt.train.step import train_step
 
 # Dense bf16 peak FLOP/s per chip, from the vendors' data sheets.
@@ -63,9 +67,9 @@ def _peak_memory(s: Setup) -> tuple[float, str]:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "process max RSS"
 
 
-def bench(cfg: TrainConfig, *, steps: int, warmup: int) -> BenchResult:
-    s = setup(cfg)
-    t = cfg.trainer
+def bench_step(s: Setup, *, steps: int, warmup: int) -> BenchResult:
+    """Compile, warm up, then time `steps` train steps on a few fixed batches."""
+    t = s.cfg.trainer
     batches = [to_device(next(s.data.train), s) for _ in range(min(steps, 4))]
     start = time.perf_counter()
     jax.block_until_ready(train_step(s.model, s.optimizer, batches[0]))
@@ -100,6 +104,49 @@ def bench(cfg: TrainConfig, *, steps: int, warmup: int) -> BenchResult:
     )
 
 
+@dataclass
+class CheckpointBench:
+    size_mib: float
+    save_blocked_seconds: float  # what the step loop waits for (arrays copied to host)
+    save_total_seconds: float  # until the checkpoint is complete on disk
+    restore_seconds: float
+
+
+def _folder_mib(folder: Path) -> float:
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 2**20
+
+
+def bench_checkpoint(s: Setup, folder: Path | None = None) -> CheckpointBench:
+    """Save the model and optimizer state once (asynchronously) and restore it."""
+    tmp = Path(folder or tempfile.mkdtemp(prefix="tunixrt-bench-"))
+    try:
+        ck = Checkpointer(tmp, every_steps=1, keep=1)
+        state = train_state(s.model, s.optimizer)
+        start = time.perf_counter()
+        blocked = ck.save(1, state, {"step": 1})
+        ck.wait()
+        total = time.perf_counter() - start
+        start = time.perf_counter()
+        restored = ck.restore(1, state)
+        jax.block_until_ready(restored.arrays)
+        restore = time.perf_counter() - start
+        ck.close()
+        return CheckpointBench(_folder_mib(tmp), blocked, total, restore)
+    finally:
+        if folder is None:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def format_checkpoint(r: CheckpointBench) -> str:
+    rows = [
+        ("checkpoint", f"{r.size_mib:,.1f} MiB"),
+        ("save (loop)", f"{1000 * r.save_blocked_seconds:.0f} ms blocked"),
+        ("save (disk)", f"{1000 * r.save_total_seconds:.0f} ms until complete"),
+        ("restore", f"{1000 * r.restore_seconds:.0f} ms"),
+    ]
+    return "\n".join(f"{k:<14} {v}" for k, v in rows)
+
+
 def format_result(r: BenchResult) -> str:
     mfu = "n/a (peak unknown)" if r.mfu is None else f"{100 * r.mfu:.1f}%"
     rows = [
@@ -114,7 +161,3 @@ def format_result(r: BenchResult) -> str:
         ("peak memory", f"{r.peak_memory_mib:,.0f} MiB ({r.memory_source})"),
     ]
     return "\n".join(f"{k:<14} {v}" for k, v in rows)
-
-
-def as_dict(r: BenchResult) -> dict[str, object]:
-    return asdict(r)

@@ -59,6 +59,11 @@ class Resume(enum.StrEnum):
     must = "must"
 
 
+class BestMode(enum.StrEnum):
+    min = "min"
+    max = "max"
+
+
 class Progress(enum.StrEnum):
     auto = "auto"  # a bar on a terminal, log lines otherwise
     bar = "bar"
@@ -132,6 +137,9 @@ class OptimizerConfig:
     schedule: Schedule = Schedule.cosine
     warmup_steps: int = 0
     min_lr_ratio: float = 0.1  # final lr / peak lr for linear and cosine decay
+    # Steps over which the schedule runs; null: trainer.max_steps of the run's first start,
+    # so extending max_steps on resume continues the schedule instead of reshaping it.
+    decay_steps: int | None = None
     weight_decay: float = 0.0
     grad_clip: float = 1.0  # max global gradient norm; 0 disables clipping
     b1: float = 0.9
@@ -150,6 +158,12 @@ class OptimizerConfig:
             "optimizer.min_lr_ratio",
             self.min_lr_ratio,
             "a number in [0, 1]",
+        )
+        _require(
+            self.decay_steps is None or self.decay_steps > 0,
+            "optimizer.decay_steps",
+            self.decay_steps,
+            "a positive integer or null",
         )
         _require(
             self.weight_decay >= 0, "optimizer.weight_decay", self.weight_decay, "a number >= 0"
@@ -172,6 +186,8 @@ class DeviceConfig:
     preallocate: bool = False  # GPU: reserve memory up front (XLA_PYTHON_CLIENT_PREALLOCATE)
     mem_fraction: float | None = None  # GPU: share of device memory JAX may use
     deterministic: bool = False  # GPU: ask XLA for deterministic reductions
+    # JAX's persistent compilation cache, so a restart skips most compilation; null: off
+    compile_cache_dir: str | None = "outputs/.jax_cache"
 
     def __post_init__(self) -> None:
         _require(
@@ -213,16 +229,28 @@ class TrainerConfig:
         )
 
 
+# Metrics known at save time: evaluation runs before the save of the same step.
+BEST_METRICS = (None, "eval/loss")
+
+
 @dataclass
 class CheckpointConfig:
     every_steps: int = 100  # 0 saves only at the end
-    keep: int = 3
+    keep: int = 3  # the newest checkpoints kept
+    keep_best_metric: str | None = None  # e.g. eval/loss: also keep the best checkpoint by it
+    best_mode: BestMode = BestMode.min
 
     def __post_init__(self) -> None:
         _require(
             self.every_steps >= 0, "checkpoint.every_steps", self.every_steps, "an integer >= 0"
         )
         _require(self.keep > 0, "checkpoint.keep", self.keep, "a positive integer")
+        _require(
+            self.keep_best_metric in BEST_METRICS,
+            "checkpoint.keep_best_metric",
+            self.keep_best_metric,
+            f"one of {list(BEST_METRICS)}",
+        )
 
 
 @dataclass

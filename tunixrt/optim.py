@@ -47,7 +47,13 @@ def _base(cfg: OptimizerConfig, lr: optax.Schedule) -> optax.GradientTransformat
 def make_optimizer(
     cfg: OptimizerConfig, total_steps: int
 ) -> tuple[optax.GradientTransformation, optax.Schedule]:
-    """The gradient transformation (clipping first) and its schedule, for logging the lr."""
-    schedule = make_schedule(cfg, total_steps)
+    """The gradient transformation and its schedule (for logging the lr).
+
+    Clipping comes first. The whole chain sits inside `apply_if_finite`: a step whose
+    gradients hold a NaN or an inf changes neither the parameters nor the optimizer's
+    moments, so the last good state is what remains to be saved.
+    """
+    schedule = make_schedule(cfg, cfg.decay_steps or total_steps)
     parts = [optax.clip_by_global_norm(cfg.grad_clip)] if cfg.grad_clip > 0 else []
-    return optax.chain(*parts, _base(cfg, schedule)), schedule
+    tx = optax.chain(*parts, _base(cfg, schedule))
+    return optax.apply_if_finite(tx, max_consecutive_errors=2**31 - 1), schedule

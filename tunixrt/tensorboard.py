@@ -7,6 +7,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 from tensorboard.compat.proto.event_pb2 import Event
 from tensorboard.plugins.scalar.summary_v2 import scalar_pb
 from tensorboard.plugins.text.summary_v2 import text_pb
@@ -36,3 +37,25 @@ class TensorBoardWriter:
 
     def close(self) -> None:
         self._writer.close()
+
+
+def truncate_after(logdir: str | Path, last_step: int) -> int:
+    """Drop every event logged after `last_step`, rewriting the folder's event files
+    into one; returns the number of events dropped.
+
+    A run resumed from the checkpoint of `last_step` logs the steps after it again;
+    without this, TensorBoard would show those steps twice.
+    """
+    files = sorted(Path(logdir).glob("events.out.tfevents.*"))
+    events = [e for f in files for e in EventFileLoader(str(f)).Load()]
+    kept = [e for e in events if e.step <= last_step and not e.HasField("file_version")]
+    dropped = sum(1 for e in events if e.step > last_step)
+    if not dropped:
+        return 0
+    writer = EventFileWriter(str(logdir), filename_suffix=".kept")
+    for event in kept:
+        writer.add_event(event)
+    writer.close()
+    for f in files:
+        f.unlink()
+    return dropped

@@ -14,16 +14,32 @@ register_configs()
 log = logging.getLogger("tunixrt")
 
 
+def _resume_hint(run_dir: str) -> str:
+    from hydra.core.hydra_config import HydraConfig
+
+    task = [o for o in HydraConfig.get().overrides.task if not o.startswith("hydra.run.dir=")]
+    named = any(o.startswith("run.name=") for o in task)
+    where = [] if named else [f"hydra.run.dir={run_dir}"]
+    return " ".join(["tunixrt-train", *task, *where])
+
+
 @hydra.main(version_base="1.3", config_path=str(repo_path("conf")), config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    from tunixrt.train.loop import train
+    from tunixrt.train.loop import NonFiniteError, train
+    from tunixrt.train.signals import Preempted
 
+    # Each expected failure is one line naming what went wrong; a traceback would bury it.
     try:
         return train(cfg).final_eval_loss
     except InputError as err:
-        # The message names the file, line or key; a traceback would only bury it.
         log.error("%s", err)
         raise SystemExit(2) from None
+    except NonFiniteError as err:
+        log.error("%s", err)
+        raise SystemExit(1) from None
+    except Preempted as stop:
+        log.error("%s; checkpoint saved. Resume with: %s", stop, _resume_hint(stop.run_dir))
+        raise SystemExit(stop.exit_code) from None
 
 
 if __name__ == "__main__":

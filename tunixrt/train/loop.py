@@ -1,33 +1,36 @@
-"""The training loop: `train(cfg)` sets a run up, steps, logs, evaluates and saves."""
+"""The training loop: `train(cfg)` starts or resumes a run, steps, logs, evaluates and
+saves, and stops cleanly on SIGTERM or Ctrl-C."""
 
 from __future__ import annotations
 
 import logging
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import jax
 import numpy as np
-import optax
-from flax import nnx
 from omegaconf import DictConfig, OmegaConf
 
-from tunixrt.checkpoint import Checkpointer, train_state
-from tunixrt.config import ConfigError, TrainConfig, validate
-from tunixrt.data.batching import Batch
-from tunixrt.data.pipeline import Data, load_data
-from tunixrt.devices import Devices, setup_devices
-from tunixrt.models.factory import build_model
-from tunixrt.optim import make_optimizer
-from tunixrt.tensorboard import TensorBoardWriter
+from tunixrt.checkpoint import Checkpointer, load_train_state, train_state
+from tunixrt.config import TrainConfig, validate
+from tunixrt.data.batching import IteratorState
+from tunixrt.tensorboard import TensorBoardWriter, truncate_after
 from tunixrt.train.metrics import Throughput
 from tunixrt.train.progress import ProgressDisplay
-from tunixrt.train.step import eval_step, train_step
+from tunixrt.train.resume import check_compatible, check_policy
+from tunixrt.train.setup import Setup, enable_compile_cache, evaluate, setup, to_device
+from tunixrt.train.signals import Preempted, StopRequest
+from tunixrt.train.state import LoopState, checkpoint_meta
+from tunixrt.train.step import train_step
 from tunixrt.writers import MetricWriter, MultiWriter
 
 log = logging.getLogger(__name__)
+
+
+class NonFiniteError(FloatingPointError):
+    """A step produced a NaN or an infinite loss or gradient; nothing after it is saved."""
 
 
 @dataclass
@@ -35,29 +38,21 @@ class TrainResult:
     run_dir: Path
     final_step: int
     final_eval_loss: float | None
-    train_losses: dict[int, float] = field(default_factory=dict)  # logged steps only
-
-
-@dataclass
-class Setup:
-    """What training computes with: built by `setup`, shared by `train` and the bench."""
-
-    cfg: TrainConfig
-    devices: Devices
-    data: Data
-    model: nnx.Module
-    optimizer: nnx.Optimizer
-    schedule: optax.Schedule
+    resumed_from: int | None = None
+    train_losses: dict[int, float] = field(default_factory=dict)  # logged steps of this start
 
 
 @dataclass
 class Run:
-    """A setup plus where its results go."""
+    """A setup plus its loop state and where results go."""
 
     setup: Setup
     run_dir: Path
+    config: dict[str, Any]  # resolved, JSON-ready; stored in every checkpoint
+    loop: LoopState
     writer: MetricWriter
     checkpointer: Checkpointer
+    pending: list[tuple[int, dict[str, jax.Array]]] = field(default_factory=list)
 
 
 def _quiet_libraries() -> None:
@@ -73,154 +68,182 @@ def hydra_run_dir() -> Path:
     return Path(HydraConfig.get().runtime.output_dir)
 
 
-def _config_yaml(cfg: DictConfig | TrainConfig) -> str:
-    return OmegaConf.to_yaml(
-        OmegaConf.structured(cfg) if isinstance(cfg, TrainConfig) else cfg, resolve=True
-    )
+def config_dict(cfg: TrainConfig) -> dict[str, Any]:
+    out = OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True, enum_to_str=True)
+    assert isinstance(out, dict)
+    return {str(k): v for k, v in out.items()}
 
 
-def setup(cfg: TrainConfig) -> Setup:
-    """Load data and build the model: every input error surfaces here, before the
-    first compilation."""
-    devices = setup_devices(cfg.device)
-    t = cfg.trainer
-    if (t.batch_size // t.grad_accum) % len(devices.devices):
-        raise ConfigError(
-            f"trainer.batch_size/trainer.grad_accum = {t.batch_size // t.grad_accum}"
-            f" rows must split evenly over {len(devices.devices)} devices"
-        )
-    data = load_data(
-        cfg.dataset,
-        rows=t.batch_size,
-        seq_len=t.seq_len,
-        eval_batches=t.eval_batches,
-        seed=cfg.seed,
-    )
-    model = build_model(
-        cfg.model,
-        vocab_size=data.tokenizer.vocab_size,
-        dtype=devices.compute_dtype,
-        seed=cfg.seed,
-        devices=devices,
-    )
-    tx, schedule = make_optimizer(cfg.optimizer, t.max_steps)
-    optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
-    return Setup(cfg, devices, data, model, optimizer, schedule)
+def _check_finite(run: Run) -> None:
+    """Raise at the first step since the last check whose loss or gradients were not
+    finite. The optimizer skipped that step's update, so the state is still good, but
+    nothing after it is saved."""
+    flags = jax.device_get([m for _, m in run.pending])
+    for (step, _), m in zip(run.pending, flags, strict=True):
+        if not bool(m["finite"]):
+            raise NonFiniteError(
+                f"step {step}: non-finite training loss {float(m['loss'])} or gradient norm "
+                f"{float(m['grad_norm'])}; the run stops here and the last checkpoint "
+                f"(step {max(run.checkpointer.steps(), default=0)}) stays as it was"
+            )
+    run.pending.clear()
 
 
-def open_run(s: Setup, raw_cfg: DictConfig | TrainConfig, run_dir: Path) -> Run:
-    tb = TensorBoardWriter(run_dir / "tb")
-    tb.write_text(0, "config", "```\n" + _config_yaml(raw_cfg) + "```")
-    ck = s.cfg.checkpoint
-    checkpointer = Checkpointer(run_dir / "checkpoints", every_steps=ck.every_steps, keep=ck.keep)
-    return Run(s, run_dir, MultiWriter([tb]), checkpointer)
-
-
-def to_device(batch: Batch, s: Setup) -> dict[str, jax.Array]:
-    """[rows, seq] host arrays -> [accum, rows/accum, seq] arrays split over devices."""
-    sharding = s.devices.micro_batch_sharding
-    accum = s.cfg.trainer.grad_accum
+def _train_scalars(run: Run, step: int, throughput: Throughput) -> dict[str, float]:
+    _, metrics = run.pending[-1]
+    _check_finite(run)
+    host = {k: float(v) for k, v in jax.device_get(metrics).items()}
     return {
-        k: jax.device_put(v.reshape(accum, -1, v.shape[-1]), sharding) for k, v in batch.items()
+        "train/loss": host["loss"],
+        "train/grad_norm": host["grad_norm"],
+        "train/lr": float(run.setup.schedule(step - 1)),
+        **throughput.interval(step),
     }
 
 
-def evaluate(s: Setup) -> float | None:
-    """Token-weighted mean loss over the fixed held-out batches."""
-    if not s.data.eval_batches:
-        return None
-    total, count = 0.0, 0.0
-    for batch in s.data.eval_batches:
-        placed = {k: jax.device_put(v, s.devices.data_sharding) for k, v in batch.items()}
-        loss_sum, n = jax.device_get(eval_step(s.model, placed))
-        total, count = total + float(loss_sum), count + float(n)
-    return total / max(count, 1.0)
-
-
-def _meta(s: Setup, step: int) -> dict[str, object]:
-    return {
-        "step": step,
-        "data": s.data.train.state.to_dict(),
-        "config": OmegaConf.to_container(
-            OmegaConf.structured(s.cfg), resolve=True, enum_to_str=True
-        ),
-    }
-
-
-def _save(run: Run, step: int) -> None:
-    s = run.setup
-    run.checkpointer.save(step, train_state(s.model, s.optimizer), _meta(s, step))
-
-
-def _log_eval(run: Run, step: int) -> float | None:
+def _eval(run: Run, step: int) -> float | None:
+    _check_finite(run)
     loss = evaluate(run.setup)
     if loss is not None:
+        run.loop.record_eval(loss)
         run.writer.write_scalars(step, {"eval/loss": loss})
         log.info("step %d: eval loss %.4f", step, loss)
     return loss
 
 
-def fit(run: Run) -> TrainResult:
+def _save(run: Run, step: int, eval_loss: float | None) -> None:
+    _check_finite(run)
     s = run.setup
-    t = s.cfg.trainer
+    meta = checkpoint_meta(run.loop, s.data.train.state.to_dict(), run.config, s.model)
+    metrics = None if eval_loss is None else {"eval/loss": eval_loss}
+    blocked = run.checkpointer.save(step, train_state(s.model, s.optimizer), meta, metrics)
+    log.debug("checkpoint of step %d started; the loop waited %.3fs", step, blocked)
+
+
+def _stop(run: Run, stop: StopRequest) -> None:
+    """After a signal: save, flush, and leave with `Preempted`."""
+    step = run.loop.step
+    _save(run, step, None)
+    run.checkpointer.wait()
+    run.writer.flush()
+    assert stop.requested is not None
+    raise Preempted(stop.requested, step, str(run.run_dir))
+
+
+def _one_step(run: Run, throughput: Throughput) -> dict[str, jax.Array]:
+    s = run.setup
+    batch = next(s.data.train)
+    tokens = int(np.count_nonzero(batch["segment_ids"]))
+    metrics = train_step(s.model, s.optimizer, to_device(batch, s))
+    run.loop.step += 1
+    run.loop.tokens_seen += tokens
+    throughput.add_tokens(tokens)
+    run.pending.append((run.loop.step, metrics))
+    return metrics
+
+
+def fit(run: Run, result: TrainResult) -> None:
+    t = run.setup.cfg.trainer
     throughput = Throughput()
-    result = TrainResult(run.run_dir, 0, None)
-    with ProgressDisplay(t.progress, t.max_steps) as progress:
-        for step in range(1, t.max_steps + 1):
-            batch = next(s.data.train)
-            throughput.add_tokens(int(np.count_nonzero(batch["segment_ids"])))
-            metrics = train_step(s.model, s.optimizer, to_device(batch, s))
-            if step == 1:
+    first = run.loop.step + 1
+    with StopRequest() as stop, ProgressDisplay(t.progress, t.max_steps, run.loop.step) as bar:
+        while run.loop.step < t.max_steps:
+            metrics = _one_step(run, throughput)
+            step = run.loop.step
+            if step == first:
                 throughput.first_step_done(metrics)
             scalars = None
-            if step == 1 or step % t.log_every == 0 or step == t.max_steps:
-                scalars = _train_scalars(s, step, metrics, throughput)
+            if step == first or step % t.log_every == 0 or step == t.max_steps:
+                scalars = _train_scalars(run, step, throughput)
                 result.train_losses[step] = scalars["train/loss"]
                 run.writer.write_scalars(step, scalars)
-            progress.update(step, scalars)
-            if t.eval_every and step % t.eval_every == 0 and step < t.max_steps:
-                _log_eval(run, step)
-            if run.checkpointer.due(step):
-                _save(run, step)
-        result.final_step = t.max_steps
-    result.final_eval_loss = _log_eval(run, t.max_steps)
-    _save(run, t.max_steps)
-    return result
+            bar.update(step, scalars)
+            eval_loss = None
+            if (t.eval_every and step % t.eval_every == 0) or step == t.max_steps:
+                eval_loss = _eval(run, step)
+            if run.checkpointer.due(step) or step == t.max_steps:
+                _save(run, step, eval_loss)
+            if stop.requested:
+                _stop(run, stop)
+    result.final_step = run.loop.step
+    result.final_eval_loss = run.loop.last_eval_loss
 
 
-def _train_scalars(
-    s: Setup, step: int, metrics: dict[str, jax.Array], throughput: Throughput
-) -> dict[str, float]:
-    host = {k: float(v) for k, v in jax.device_get(metrics).items()}
-    if not math.isfinite(host["loss"]):
-        raise FloatingPointError(f"step {step}: the training loss is {host['loss']}")
-    return {
-        "train/loss": host["loss"],
-        "train/grad_norm": host["grad_norm"],
-        "train/lr": float(s.schedule(step - 1)),
-        **throughput.interval(step),
-    }
+def _resume_point(cfg: TrainConfig, config: dict[str, Any], ck: Checkpointer, folder: Path):
+    newest = ck.newest_readable_meta()
+    if not check_policy(cfg.run.resume, None if newest is None else newest[0], str(folder)):
+        return None
+    assert newest is not None
+    check_compatible(newest[1]["config"], config, str(folder))
+    return newest
+
+
+def _restore(run: Run, at_most: int) -> int:
+    s = run.setup
+    restored = run.checkpointer.restore_newest(train_state(s.model, s.optimizer), at_most=at_most)
+    load_train_state(s.model, s.optimizer, restored.arrays)
+    s.data.train.restore(IteratorState.from_dict(restored.meta["data"]))
+    run.loop = LoopState.from_dict(restored.meta["loop"])
+    dropped = truncate_after(run.run_dir / "tb", restored.step)
+    log.info(
+        "resumed from step %d (%s)%s",
+        restored.step,
+        run.checkpointer.directory,
+        f"; dropped {dropped} TensorBoard events logged after it" if dropped else "",
+    )
+    return restored.step
+
+
+def _open(cfg: TrainConfig, folder: Path) -> tuple[Run, int | None]:
+    config = config_dict(cfg)
+    ck = cfg.checkpoint
+    checkpointer = Checkpointer(
+        folder / "checkpoints",
+        every_steps=ck.every_steps,
+        keep=ck.keep,
+        best_metric=ck.keep_best_metric,
+        best_mode=ck.best_mode.value,
+    )
+    newest = _resume_point(cfg, config, checkpointer, folder)
+    horizon = newest[1]["loop"]["schedule_steps"] if newest else cfg.trainer.max_steps
+    s = setup(cfg, schedule_steps=horizon)
+    run = Run(s, folder, config, LoopState(schedule_steps=horizon), MultiWriter([]), checkpointer)
+    resumed = _restore(run, newest[0]) if newest else None
+    tb = TensorBoardWriter(folder / "tb")
+    if resumed is None:
+        tb.write_text(0, "config", "```\n" + OmegaConf.to_yaml(config) + "```")
+    run.writer = MultiWriter([tb])
+    return run, resumed
 
 
 def train(cfg: DictConfig | TrainConfig, run_dir: str | Path | None = None) -> TrainResult:
-    """Train from a composed config; `run_dir` defaults to Hydra's output folder."""
+    """Train from a composed config, resuming from the run folder's newest checkpoint
+    when `run.resume` allows; `run_dir` defaults to Hydra's output folder."""
     folder = Path(run_dir) if run_dir is not None else hydra_run_dir()
     folder.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     _quiet_libraries()
-    run = open_run(setup(validate(cfg)), cfg, folder)
+    typed = validate(cfg)
+    enable_compile_cache(typed.device.compile_cache_dir)
+    run, resumed = _open(typed, folder)
+    result = TrainResult(folder, run.loop.step, run.loop.last_eval_loss, resumed)
     try:
-        result = fit(run)
+        if run.loop.step >= typed.trainer.max_steps:
+            log.info(
+                "nothing to do: the run is at step %d of %d", run.loop.step, typed.trainer.max_steps
+            )
+        else:
+            fit(run, result)
     finally:
         run.checkpointer.close()
         run.writer.close()
-    log.info(
-        "finished %d steps in %.1fs; final eval loss %s",
-        result.final_step,
-        time.perf_counter() - started,
-        "n/a" if result.final_eval_loss is None else f"{result.final_eval_loss:.4f}",
-    )
+    _report(result, folder, run.checkpointer, time.perf_counter() - started)
+    return result
+
+
+def _report(result: TrainResult, folder: Path, ck: Checkpointer, seconds: float) -> None:
+    loss = "n/a" if result.final_eval_loss is None else f"{result.final_eval_loss:.4f}"
+    log.info("finished at step %d in %.1fs; final eval loss %s", result.final_step, seconds, loss)
     log.info("run folder:  %s", folder.resolve())
     log.info("tensorboard: tensorboard --logdir %s", (folder / "tb").resolve())
-    log.info("checkpoints: %s", run.checkpointer.directory)
-    return result
+    log.info("checkpoints: %s", ck.directory)

@@ -52,11 +52,15 @@ def _accumulate(model: nnx.Module, batch: Batch) -> tuple[Any, jax.Array, jax.Ar
 
 @nnx.jit(donate_argnums=(0, 1))
 def train_step(model: nnx.Module, optimizer: nnx.Optimizer, batch: Batch) -> dict[str, jax.Array]:
+    """One optimizer step. `finite` is False when the loss or the gradients hold a NaN or
+    an inf; the optimizer (wrapped in `optax.apply_if_finite`) then leaves the state as is."""
     grad_sum, loss_sum, count = _accumulate(model, batch)
     denom = jnp.maximum(count, 1.0)
     grads = jax.tree.map(lambda g: g / denom, grad_sum)
     optimizer.update(model, grads)
-    return {"loss": loss_sum / denom, "grad_norm": optax.tree.norm(grads), "tokens": count}
+    loss, grad_norm = loss_sum / denom, optax.tree.norm(grads)
+    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+    return {"loss": loss, "grad_norm": grad_norm, "tokens": count, "finite": finite}
 
 
 @nnx.jit

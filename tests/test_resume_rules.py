@@ -1,0 +1,43 @@
+"""Resume rules and signal handling, without training."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+
+from tunixrt.config import ConfigError
+
+
+def test_identity_keys_and_diff_messages():
+    from tunixrt.train.resume import check_compatible, config_hash, identity
+
+    saved = {
+        "model": {"dim": 64},
+        "trainer": {"max_steps": 10, "batch_size": 4},
+        "checkpoint": {"keep": 3},
+        "run": {"name": "a"},
+    }
+    longer = {
+        **saved,
+        "trainer": {"max_steps": 99, "batch_size": 4},
+        "checkpoint": {"keep": 9},
+        "run": {"name": "b"},
+    }
+    assert identity(saved) == {"model.dim": 64, "trainer.batch_size": 4}
+    assert config_hash(saved) == config_hash(longer)
+    check_compatible(saved, longer, "here")  # cadence and length may change
+    with pytest.raises(ConfigError, match="model.dim: checkpoint has 64, this run has 32"):
+        check_compatible(saved, {**saved, "model": {"dim": 32}}, "here")
+
+
+def test_second_signal_aborts_at_once():
+    from tunixrt.train.signals import StopRequest
+
+    with StopRequest() as stop:
+        os.kill(os.getpid(), signal.SIGINT)
+        assert stop.requested == "SIGINT"
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

@@ -1,0 +1,99 @@
+"""Build what training computes with, from a validated config: devices, data, model,
+optimizer. Shared by the training loop and the benchmark."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import jax
+import optax
+from flax import nnx
+
+from tunixrt.config import ConfigError, TrainConfig
+from tunixrt.data.batching import Batch
+from tunixrt.data.pipeline import Data, load_data
+from tunixrt.devices import Devices, setup_devices
+from tunixrt.models.factory import build_model
+from tunixrt.optim import make_optimizer
+from tunixrt.train.step import eval_step
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Setup:
+    cfg: TrainConfig
+    devices: Devices
+    data: Data
+    model: nnx.Module
+    optimizer: nnx.Optimizer
+    schedule: optax.Schedule
+
+
+def enable_compile_cache(folder: str | None) -> None:
+    """JAX's persistent compilation cache: a restarted run loads its compiled step
+    from disk instead of compiling again."""
+    if folder is None:
+        return
+    path = Path(folder).expanduser().resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", str(path))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+
+
+def _check_rows(cfg: TrainConfig, devices: Devices) -> None:
+    t = cfg.trainer
+    rows = t.batch_size // t.grad_accum
+    if rows % len(devices.devices):
+        raise ConfigError(
+            f"trainer.batch_size/trainer.grad_accum = {rows} rows must split evenly over "
+            f"{len(devices.devices)} devices"
+        )
+
+
+def setup(cfg: TrainConfig, *, schedule_steps: int | None = None) -> Setup:
+    """Load data and build the model: every input error surfaces here, before the first
+    compilation. `schedule_steps` fixes the lr schedule's length (default max_steps)."""
+    devices = setup_devices(cfg.device)
+    _check_rows(cfg, devices)
+    t = cfg.trainer
+    data = load_data(
+        cfg.dataset,
+        rows=t.batch_size,
+        seq_len=t.seq_len,
+        eval_batches=t.eval_batches,
+        seed=cfg.seed,
+    )
+    model = build_model(
+        cfg.model,
+        vocab_size=data.tokenizer.vocab_size,
+        dtype=devices.compute_dtype,
+        seed=cfg.seed,
+        devices=devices,
+    )
+    tx, schedule = make_optimizer(cfg.optimizer, schedule_steps or t.max_steps)
+    optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
+    return Setup(cfg, devices, data, model, optimizer, schedule)
+
+
+def to_device(batch: Batch, s: Setup) -> dict[str, jax.Array]:
+    """[rows, seq] host arrays -> [accum, rows/accum, seq] arrays split over devices."""
+    accum = s.cfg.trainer.grad_accum
+    sharding = s.devices.micro_batch_sharding
+    return {
+        k: jax.device_put(v.reshape(accum, -1, v.shape[-1]), sharding) for k, v in batch.items()
+    }
+
+
+def evaluate(s: Setup) -> float | None:
+    """Token-weighted mean loss over the fixed held-out batches."""
+    if not s.data.eval_batches:
+        return None
+    total, count = 0.0, 0.0
+    for batch in s.data.eval_batches:
+        placed = {k: jax.device_put(v, s.devices.data_sharding) for k, v in batch.items()}
+        loss_sum, n = jax.device_get(eval_step(s.model, placed))
+        total, count = total + float(loss_sum), count + float(n)
+    return total / max(count, 1.0)

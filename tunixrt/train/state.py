@@ -1,0 +1,64 @@
+"""The loop's own state and the JSON metadata stored beside each checkpoint."""
+
+from __future__ import annotations
+
+import datetime
+import importlib.metadata
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import jax
+from flax import nnx
+
+from tunixrt.train.resume import config_hash
+
+PACKAGES = ("tunixrt", "jax", "jaxlib", "flax", "optax", "orbax-checkpoint")
+
+
+@dataclass
+class LoopState:
+    step: int = 0  # optimizer steps done
+    tokens_seen: int = 0  # real (non-padding) tokens trained on
+    schedule_steps: int = 0  # length of the lr schedule, fixed at the first start
+    last_eval_loss: float | None = None
+    best_eval_loss: float | None = None
+
+    def record_eval(self, loss: float) -> None:
+        self.last_eval_loss = loss
+        if self.best_eval_loss is None or loss < self.best_eval_loss:
+            self.best_eval_loss = loss
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> LoopState:
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__})
+
+
+def versions() -> dict[str, str]:
+    out = {}
+    for name in PACKAGES:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = "absent"
+    return out
+
+
+def param_shapes(model: nnx.Module) -> dict[str, list[int]]:
+    flat = nnx.to_flat_state(nnx.state(model, nnx.Param))
+    return {".".join(map(str, path)): list(v.get_value().shape) for path, v in flat}
+
+
+def checkpoint_meta(
+    loop: LoopState, data_state: dict[str, int], config: dict[str, Any], model: nnx.Module
+) -> dict[str, Any]:
+    return {
+        "step": loop.step,
+        "loop": asdict(loop),
+        "data": data_state,
+        "config": config,
+        "config_hash": config_hash(config),
+        "param_shapes": param_shapes(model),
+        "versions": versions(),
+        "backend": jax.default_backend(),
+        "saved_at": datetime.datetime.now(datetime.UTC).isoformat(),
+    }

@@ -28,7 +28,7 @@ class Throughput:
         jax.block_until_ready(outputs)
         now = time.perf_counter()
         self.compile_seconds = now - self._t0
-        log.info("step 1 (compile + run) took %.1fs", self.compile_seconds)
+        log.info("first step (compile + run) took %.1fs", self.compile_seconds)
         self._t0, self._tokens, self._last_step = now, 0, 1
 
     def interval(self, step: int) -> dict[str, float]:

@@ -75,6 +75,9 @@ def setup(cfg: TrainConfig, *, schedule_steps: int | None = None) -> Setup:
     )
     tx, schedule = make_optimizer(cfg.optimizer, schedule_steps or t.max_steps)
     optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
+    # Commit the optimizer state to the mesh like the parameters: state left uncommitted
+    # would make the first step compile for other shardings than every later step.
+    nnx.update(optimizer, jax.device_put(nnx.state(optimizer), devices.replicated))
     return Setup(cfg, devices, data, model, optimizer, schedule)
 
 

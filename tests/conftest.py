@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Sequence
+import os
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,20 @@ DEV_DATA = ROOT / "datasets" / "dev-reasoning"
 
 register_configs()
 logging.getLogger("absl").setLevel(logging.WARNING)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Training runs of the suite (in-process and subprocesses) register in a SQLite file
+    of their own instead of the checkout's outputs/registry.db."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('registry') / 'registry.db'}"
+    old = os.environ.get("TUNIXRT_REGISTRY_URL")
+    os.environ["TUNIXRT_REGISTRY_URL"] = url
+    yield url
+    if old is None:
+        os.environ.pop("TUNIXRT_REGISTRY_URL", None)
+    else:
+        os.environ["TUNIXRT_REGISTRY_URL"] = old
 
 
 @pytest.fixture(scope="session")

@@ -51,7 +51,7 @@ def test_default_composition_matches_the_contract_keys():
     for key in ("max_steps", "batch_size", "seq_len", "grad_accum", "eval_every", "log_every"):
         assert getattr(cfg.trainer, key) > 0 or key == "eval_every"
     assert cfg.checkpoint.every_steps > 0 and cfg.checkpoint.keep > 0
-    assert cfg.registry.url is None and cfg.run.name is None and cfg.run.resume.value == "auto"
+    assert cfg.registry.url == "auto" and cfg.run.name is None and cfg.run.resume.value == "auto"
     assert cfg.dataset.path.endswith("datasets/dev-reasoning/train.jsonl")
 
 

@@ -255,7 +255,9 @@ class CheckpointConfig:
 
 @dataclass
 class RegistryConfig:
-    url: str | None = None  # any SQLAlchemy URL; null runs unregistered
+    # auto: $TUNIXRT_REGISTRY_URL, else SQLite in outputs/registry.db; any SQLAlchemy URL
+    # (postgresql+psycopg://user@host/db for a shared registry); null: not registered
+    url: str | None = "auto"
 
 
 @dataclass

@@ -16,6 +16,8 @@ from omegaconf import DictConfig, OmegaConf
 from tunixrt.checkpoint import Checkpointer, load_train_state, train_state
 from tunixrt.config import TrainConfig, validate
 from tunixrt.data.batching import IteratorState
+from tunixrt.devices import Devices, setup_devices
+from tunixrt.registry import RegistryWriter, RunRecorder, mask_config
 from tunixrt.tensorboard import TensorBoardWriter, truncate_after
 from tunixrt.train.metrics import Throughput
 from tunixrt.train.progress import ProgressDisplay
@@ -24,6 +26,7 @@ from tunixrt.train.setup import Setup, enable_compile_cache, evaluate, setup, to
 from tunixrt.train.signals import Preempted, StopRequest
 from tunixrt.train.state import LoopState, checkpoint_meta
 from tunixrt.train.step import train_step
+from tunixrt.train.tracking import mask_hydra_files, start_recording
 from tunixrt.writers import MetricWriter, MultiWriter
 
 log = logging.getLogger(__name__)
@@ -52,6 +55,7 @@ class Run:
     loop: LoopState
     writer: MetricWriter
     checkpointer: Checkpointer
+    recorder: RunRecorder | None = None
     pending: list[tuple[int, dict[str, jax.Array]]] = field(default_factory=list)
 
 
@@ -118,6 +122,8 @@ def _save(run: Run, step: int, eval_loss: float | None) -> None:
     metrics = None if eval_loss is None else {"eval/loss": eval_loss}
     blocked = run.checkpointer.save(step, train_state(s.model, s.optimizer), meta, metrics)
     log.debug("checkpoint of step %d started; the loop waited %.3fs", step, blocked)
+    if run.recorder is not None:
+        run.recorder.checkpoint(step, str(run.checkpointer.directory / str(step)), metrics)
 
 
 def _stop(run: Run, stop: StopRequest) -> None:
@@ -169,7 +175,10 @@ def fit(run: Run, result: TrainResult) -> None:
     result.final_eval_loss = run.loop.last_eval_loss
 
 
-def _resume_point(cfg: TrainConfig, config: dict[str, Any], ck: Checkpointer, folder: Path):
+def _resume_point(
+    cfg: TrainConfig, config: dict[str, Any], ck: Checkpointer, folder: Path
+) -> tuple[int, dict[str, Any]] | None:
+    """The checkpoint step and metadata to resume from, or None to start fresh."""
     newest = ck.newest_readable_meta()
     if not check_policy(cfg.run.resume, None if newest is None else newest[0], str(folder)):
         return None
@@ -194,50 +203,95 @@ def _restore(run: Run, at_most: int) -> int:
     return restored.step
 
 
-def _open(cfg: TrainConfig, folder: Path) -> tuple[Run, int | None]:
-    config = config_dict(cfg)
+def _checkpointer(cfg: TrainConfig, folder: Path) -> Checkpointer:
     ck = cfg.checkpoint
-    checkpointer = Checkpointer(
+    return Checkpointer(
         folder / "checkpoints",
         every_steps=ck.every_steps,
         keep=ck.keep,
         best_metric=ck.keep_best_metric,
         best_mode=ck.best_mode.value,
     )
-    newest = _resume_point(cfg, config, checkpointer, folder)
+
+
+def _open(
+    cfg: TrainConfig,
+    folder: Path,
+    config: dict[str, Any],
+    devices: Devices,
+    checkpointer: Checkpointer,
+    newest: tuple[int, dict[str, Any]] | None,
+) -> Run:
+    """Build the setup and restore the checkpoint `newest` points at, if any."""
     horizon = newest[1]["loop"]["schedule_steps"] if newest else cfg.trainer.max_steps
-    s = setup(cfg, schedule_steps=horizon)
-    run = Run(s, folder, config, LoopState(schedule_steps=horizon), MultiWriter([]), checkpointer)
-    resumed = _restore(run, newest[0]) if newest else None
-    tb = TensorBoardWriter(folder / "tb")
-    if resumed is None:
-        tb.write_text(0, "config", "```\n" + OmegaConf.to_yaml(config) + "```")
-    run.writer = MultiWriter([tb])
-    return run, resumed
+    s = setup(cfg, schedule_steps=horizon, devices=devices)
+    loop_state = LoopState(schedule_steps=horizon)
+    run = Run(s, folder, config, loop_state, MultiWriter([]), checkpointer)
+    if newest is not None:
+        _restore(run, newest[0])
+    return run
+
+
+def _attach_writers(run: Run, fresh: bool) -> None:
+    tb = TensorBoardWriter(run.run_dir / "tb")
+    if fresh:
+        tb.write_text(0, "config", "```\n" + OmegaConf.to_yaml(run.config) + "```")
+    writers: list[MetricWriter] = [tb]
+    if run.recorder is not None:
+        writers.append(RegistryWriter(run.recorder))
+    run.writer = MultiWriter(writers)
+
+
+def _finish(recorder: RunRecorder | None, status: str, step: int, error: str | None = None):
+    if recorder is not None and not recorder.finish(status, error=error, last_step=step):
+        log.warning("the registry could not record the end of this run (%s)", status)
 
 
 def train(cfg: DictConfig | TrainConfig, run_dir: str | Path | None = None) -> TrainResult:
     """Train from a composed config, resuming from the run folder's newest checkpoint
-    when `run.resume` allows; `run_dir` defaults to Hydra's output folder."""
+    when `run.resume` allows; `run_dir` defaults to Hydra's output folder.
+
+    The run is registered before anything compiles; whatever happens after that ends
+    in the registry as completed, preempted (a signal) or failed (with the error).
+    """
     folder = Path(run_dir) if run_dir is not None else hydra_run_dir()
     folder.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     _quiet_libraries()
     typed = validate(cfg)
+    mask_hydra_files(folder)
     enable_compile_cache(typed.device.compile_cache_dir)
-    run, resumed = _open(typed, folder)
-    result = TrainResult(folder, run.loop.step, run.loop.last_eval_loss, resumed)
+    config = mask_config(config_dict(typed))
+    devices = setup_devices(typed.device)
+    checkpointer = _checkpointer(typed, folder)
+    newest = _resume_point(typed, config, checkpointer, folder)
+    resume_step = newest[0] if newest else None
+    recorder = start_recording(typed, config, folder, devices, resume_step)
+    run: Run | None = None
     try:
-        if run.loop.step >= typed.trainer.max_steps:
+        run = _open(typed, folder, config, devices, checkpointer, newest)
+        run.recorder = recorder
+        _attach_writers(run, fresh=newest is None)
+        resumed = run.loop.step if newest else None
+        result = TrainResult(folder, run.loop.step, run.loop.last_eval_loss, resumed)
+        if run.loop.step < typed.trainer.max_steps:
+            fit(run, result)
+        else:
             log.info(
                 "nothing to do: the run is at step %d of %d", run.loop.step, typed.trainer.max_steps
             )
-        else:
-            fit(run, result)
+    except Preempted as stop:
+        _finish(recorder, "preempted", stop.step)
+        raise
+    except BaseException as err:
+        _finish(recorder, "failed", run.loop.step if run else 0, f"{type(err).__name__}: {err}")
+        raise
     finally:
-        run.checkpointer.close()
-        run.writer.close()
-    _report(result, folder, run.checkpointer, time.perf_counter() - started)
+        checkpointer.close()
+        if run is not None:
+            run.writer.close()
+    _finish(recorder, "completed", result.final_step)
+    _report(result, folder, checkpointer, time.perf_counter() - started)
     return result
 
 

@@ -53,10 +53,12 @@ def _check_rows(cfg: TrainConfig, devices: Devices) -> None:
         )
 
 
-def setup(cfg: TrainConfig, *, schedule_steps: int | None = None) -> Setup:
+def setup(
+    cfg: TrainConfig, *, schedule_steps: int | None = None, devices: Devices | None = None
+) -> Setup:
     """Load data and build the model: every input error surfaces here, before the first
     compilation. `schedule_steps` fixes the lr schedule's length (default max_steps)."""
-    devices = setup_devices(cfg.device)
+    devices = devices or setup_devices(cfg.device)
     _check_rows(cfg, devices)
     t = cfg.trainer
     data = load_data(

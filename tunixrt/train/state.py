@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import datetime
-import importlib.metadata
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import jax
 from flax import nnx
 
+from tunixrt.registry import package_versions
 from tunixrt.train.resume import config_hash
-
-PACKAGES = ("tunixrt", "jax", "jaxlib", "flax", "optax", "orbax-checkpoint")
 
 
 @dataclass
@@ -33,16 +31,6 @@ class LoopState:
         return cls(**{k: d[k] for k in cls.__dataclass_fields__})
 
 
-def versions() -> dict[str, str]:
-    out = {}
-    for name in PACKAGES:
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            out[name] = "absent"
-    return out
-
-
 def param_shapes(model: nnx.Module) -> dict[str, list[int]]:
     flat = nnx.to_flat_state(nnx.state(model, nnx.Param))
     return {".".join(map(str, path)): list(v.get_value().shape) for path, v in flat}
@@ -58,7 +46,7 @@ def checkpoint_meta(
         "config": config,
         "config_hash": config_hash(config),
         "param_shapes": param_shapes(model),
-        "versions": versions(),
+        "versions": package_versions(),
         "backend": jax.default_backend(),
         "saved_at": datetime.datetime.now(datetime.UTC).isoformat(),
     }

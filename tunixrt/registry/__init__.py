@@ -1,0 +1,98 @@
+"""The run registry: every run, sweep, metric and checkpoint in a SQL database.
+
+SQLite in the outputs folder by default (`outputs/registry.db`); any SQLAlchemy URL
+works (PostgreSQL through `postgresql+psycopg://` for a registry shared by a team).
+Alembic revisions in `migrations/` create the tables; `Registry.open` migrates an
+empty database and refuses one behind the code (`tunixrt db upgrade` fixes that).
+This package knows nothing of JAX: it takes plain Python values.
+
+Tables:
+  runs            one row per run folder; a resume reopens the same row (resume_count
+                  + 1). Status, created/started/ended/heartbeat times (UTC), the
+                  resolved config (passwords masked) and overrides, config hash, git
+                  commit and dirty flag, host, device kind and count, package versions,
+                  run/TensorBoard/checkpoint folders, last step, error, sweep id.
+  sweeps          id, folder, sweeper, search space, status, optimized metric, times.
+  metric_history  (run, metric, step) -> value and time, at the logging cadence; a step
+                  logged again after a resume replaces the earlier value.
+  metric_latest   (run, metric) -> the last step, value and time written.
+  checkpoints     (run, step) -> path, metrics at save time, time.
+  tags            (run, key) -> value.
+
+Statuses: running, completed, failed (with the error), preempted (stopped by a signal,
+resumable) and lost. A run is lost when its status is running and its heartbeat is
+older than `Registry.lost_after_s` (120 s by default): the process died without
+closing it (SIGKILL, out of memory, a node failure). Listing or showing runs stores
+that status; a stalled process that comes back sets it to running again.
+
+Use:
+    registry = Registry.open(resolve_url(cfg.registry.url, "outputs"))
+    recorder = registry.start_run(RunInfo(name=..., run_dir=..., config=...))
+    recorder.start_keepalive()            # heartbeats during compiles and evaluations
+    writer = RegistryWriter(recorder)     # a MetricWriter: write_scalars -> metrics
+    recorder.checkpoint(step, path, metrics)
+    recorder.finish("completed")          # or "failed", error=...; or "preempted"
+"""
+
+from tunixrt.registry.errors import RegistryError
+from tunixrt.registry.info import RunInfo, config_hash, git_state, json_safe, package_versions
+from tunixrt.registry.migrate import head_revision
+from tunixrt.registry.models import RunStatus, SweepStatus
+from tunixrt.registry.queries import (
+    CheckpointRecord,
+    Comparison,
+    RunDetails,
+    RunSummary,
+    compare_runs,
+    create_sweep,
+    finish_sweep,
+    flatten,
+    get_run,
+    list_runs,
+    mark_lost,
+    tag_run,
+)
+from tunixrt.registry.recorder import RegistryWriter, RunRecorder
+from tunixrt.registry.store import LOST_AFTER_S, Registry
+from tunixrt.registry.urls import (
+    ENV_URL,
+    default_url,
+    mask_config,
+    mask_text,
+    mask_url,
+    resolve_url,
+)
+
+__all__ = [
+    "ENV_URL",
+    "LOST_AFTER_S",
+    "CheckpointRecord",
+    "Comparison",
+    "Registry",
+    "RegistryError",
+    "RegistryWriter",
+    "RunDetails",
+    "RunInfo",
+    "RunRecorder",
+    "RunStatus",
+    "RunSummary",
+    "SweepStatus",
+    "compare_runs",
+    "config_hash",
+    "create_sweep",
+    "default_url",
+    "finish_sweep",
+    "flatten",
+    "get_run",
+    "git_state",
+    "head_revision",
+    "json_safe",
+    "list_runs",
+    "mark_lost",
+    "mask_config",
+    "mask_text",
+    "mask_url",
+    "package_versions",
+    "resolve_url",
+    "tag_run",
+]

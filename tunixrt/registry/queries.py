@@ -1,0 +1,319 @@
+"""Reading the registry (what `tunixrt runs` shows), tags and sweeps.
+
+The lost rule: a run whose status is `running` and whose heartbeat is older than the
+registry's `lost_after_s` (120 s by default) is lost. Every listing first stores that
+status on such rows (best effort; a read-only database still shows it), and a recorder
+whose process was only stalled sets its run back to running with its next write.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from tunixrt.registry.errors import RegistryError, describe
+from tunixrt.registry.info import json_safe
+from tunixrt.registry.models import (
+    Checkpoint,
+    MetricLatest,
+    Run,
+    RunStatus,
+    Sweep,
+    SweepStatus,
+    Tag,
+    utcnow,
+)
+from tunixrt.registry.store import Registry
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunSummary:
+    id: str
+    name: str
+    status: str
+    created_at: datetime
+    started_at: datetime
+    ended_at: datetime | None
+    heartbeat_at: datetime
+    last_step: int
+    run_dir: str
+    sweep_id: str | None
+    resume_count: int
+    metrics: dict[str, float | None] = field(default_factory=dict)  # latest values
+    tags: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON types: ISO 8601 times, null for NaN or infinite values."""
+        return {k: _jsonable(v) for k, v in asdict(self).items()}
+
+
+@dataclass
+class CheckpointRecord:
+    step: int
+    path: str
+    metrics: dict[str, Any]
+    time: datetime
+
+
+@dataclass
+class RunDetails(RunSummary):
+    config: dict[str, Any] = field(default_factory=dict)
+    overrides: list[str] = field(default_factory=list)
+    config_hash: str = ""
+    git_commit: str | None = None
+    git_dirty: bool | None = None
+    host: str = ""
+    device_kind: str | None = None
+    device_count: int | None = None
+    versions: dict[str, str] = field(default_factory=dict)
+    tb_dir: str | None = None
+    checkpoint_dir: str | None = None
+    error: str | None = None
+    metric_steps: dict[str, int] = field(default_factory=dict)  # step of each latest value
+    checkpoints: list[CheckpointRecord] = field(default_factory=list)
+
+
+@dataclass
+class Comparison:
+    runs: list[RunSummary]
+    config: dict[str, list[Any]]  # dotted key -> value per run, only keys that differ
+    metrics: dict[str, list[float | None]]  # latest value per run, every metric
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "runs": [r.to_json() for r in self.runs],
+            "config": _jsonable(self.config),
+            "metrics": _jsonable(self.metrics),
+        }
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+# -- the lost rule ----------------------------------------------------------------------
+
+
+def mark_lost(registry: Registry, now: datetime | None = None) -> int:
+    """Store `lost` on running runs whose heartbeat is too old; returns how many."""
+    cutoff = (now or utcnow()) - timedelta(seconds=registry.lost_after_s)
+    stmt = (
+        update(Run)
+        .where(Run.status == RunStatus.running.value, Run.heartbeat_at < cutoff)
+        .values(status=RunStatus.lost.value)
+    )
+    try:
+        with registry.session() as session:
+            return int(session.execute(stmt).rowcount)  # type: ignore[attr-defined]
+    except SQLAlchemyError as err:
+        log.warning("registry %s: could not mark lost runs: %s", registry.url, describe(err))
+        return 0
+
+
+def _status(registry: Registry, run: Run, now: datetime) -> str:
+    stale = now - run.heartbeat_at > timedelta(seconds=registry.lost_after_s)
+    return RunStatus.lost.value if run.status == RunStatus.running and stale else run.status
+
+
+# -- reading runs -----------------------------------------------------------------------
+
+
+def _summary(registry: Registry, run: Run, now: datetime) -> RunSummary:
+    return RunSummary(
+        id=run.id,
+        name=run.name,
+        status=_status(registry, run, now),
+        created_at=run.created_at,
+        started_at=run.started_at,
+        ended_at=run.ended_at,
+        heartbeat_at=run.heartbeat_at,
+        last_step=run.last_step,
+        run_dir=run.run_dir,
+        sweep_id=run.sweep_id,
+        resume_count=run.resume_count,
+    )
+
+
+def _attach(session: Session, runs: list[RunSummary]) -> None:
+    """Fill in latest metrics and tags with one query each."""
+    by_id = {r.id: r for r in runs}
+    if not by_id:
+        return
+    latest = select(MetricLatest).where(MetricLatest.run_id.in_(by_id)).order_by(MetricLatest.name)
+    for m in session.scalars(latest):
+        by_id[m.run_id].metrics[m.name] = m.value
+    for t in session.scalars(select(Tag).where(Tag.run_id.in_(by_id)).order_by(Tag.key)):
+        by_id[t.run_id].tags[t.key] = t.value
+
+
+def list_runs(
+    registry: Registry,
+    *,
+    status: str | None = None,
+    sweep: str | None = None,
+    name: str | None = None,
+    limit: int | None = None,
+) -> list[RunSummary]:
+    """Runs newest first. `sweep` matches a sweep id or its prefix, `name` a substring."""
+    if status is not None:
+        status = RunStatus(status).value
+    mark_lost(registry)
+    query = select(Run).order_by(Run.created_at.desc(), Run.id)
+    if status is not None:
+        query = query.where(Run.status == status)
+    if sweep is not None:
+        query = query.where(Run.sweep_id.startswith(sweep, autoescape=True))
+    if name is not None:
+        query = query.where(Run.name.contains(name, autoescape=True))
+    if limit is not None:
+        query = query.limit(limit)
+    now = utcnow()
+    with registry.failures_as("listing runs"), registry.session(read_only=True) as session:
+        runs = [_summary(registry, run, now) for run in session.scalars(query)]
+        _attach(session, runs)
+    return runs
+
+
+def resolve_run_id(session: Session, id_or_prefix: str) -> str:
+    """The full id of the one run whose id is or starts with `id_or_prefix`."""
+    key = id_or_prefix.strip().lower()
+    if not key:
+        raise RegistryError("empty run id")
+    if session.get(Run, key) is not None:
+        return key
+    query = select(Run.id).where(Run.id.startswith(key, autoescape=True)).limit(6)
+    matches = list(session.scalars(query))
+    if not matches:
+        raise RegistryError(f"no run with id {id_or_prefix!r} (see `tunixrt runs list`)")
+    if len(matches) > 1:
+        shown = ", ".join(matches[:5]) + (", ..." if len(matches) > 5 else "")
+        raise RegistryError(
+            f"run id prefix {id_or_prefix!r} is ambiguous: it matches {shown}; give more characters"
+        )
+    return matches[0]
+
+
+def get_run(registry: Registry, id_or_prefix: str) -> RunDetails:
+    mark_lost(registry)
+    now = utcnow()
+    with registry.failures_as("reading a run"), registry.session(read_only=True) as session:
+        run = session.get_one(Run, resolve_run_id(session, id_or_prefix))
+        details = RunDetails(
+            **vars(_summary(registry, run, now)),
+            config=run.config,
+            overrides=run.overrides,
+            config_hash=run.config_hash,
+            git_commit=run.git_commit,
+            git_dirty=run.git_dirty,
+            host=run.host,
+            device_kind=run.device_kind,
+            device_count=run.device_count,
+            versions=run.versions,
+            tb_dir=run.tb_dir,
+            checkpoint_dir=run.checkpoint_dir,
+            error=run.error,
+        )
+        _attach(session, [details])
+        steps = select(MetricLatest.name, MetricLatest.step).where(MetricLatest.run_id == run.id)
+        details.metric_steps = {row.name: row.step for row in session.execute(steps)}
+        ckpts = select(Checkpoint).where(Checkpoint.run_id == run.id).order_by(Checkpoint.step)
+        details.checkpoints = [
+            CheckpointRecord(step=c.step, path=c.path, metrics=c.metrics, time=c.time)
+            for c in session.scalars(ckpts)
+        ]
+    return details
+
+
+def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"a": {"b": 1}} -> {"a.b": 1}; lists stay values."""
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            out.update(flatten(value, dotted + "."))
+        else:
+            out[dotted] = value
+    return out
+
+
+def compare_runs(registry: Registry, ids: Sequence[str]) -> Comparison:
+    """Config keys whose values differ (a key missing from a run counts as null) and
+    every metric's latest value, one column per run in the order given."""
+    details = [get_run(registry, i) for i in ids]
+    flat = [flatten(d.config) for d in details]
+    keys = sorted(set().union(*flat))
+    config = {k: [f.get(k) for f in flat] for k in keys}
+    config = {k: vals for k, vals in config.items() if any(v != vals[0] for v in vals)}
+    names = sorted(set().union(*(d.metrics for d in details)))
+    metrics = {n: [d.metrics.get(n) for d in details] for n in names}
+    summaries = [
+        RunSummary(**{k: getattr(d, k) for k in RunSummary.__dataclass_fields__}) for d in details
+    ]
+    return Comparison(runs=summaries, config=config, metrics=metrics)
+
+
+# -- tags and sweeps --------------------------------------------------------------------
+
+
+def tag_run(registry: Registry, id_or_prefix: str, key: str, value: str) -> str:
+    """Set tag `key` of a run to `value` (replacing it); returns the full run id."""
+    if not key:
+        raise RegistryError("a tag needs a key: KEY=VALUE")
+    with registry.failures_as("tagging a run"), registry.session() as session:
+        run_id = resolve_run_id(session, id_or_prefix)
+        tag = session.get(Tag, (run_id, key))
+        if tag is None:
+            session.add(Tag(run_id=run_id, key=key, value=value))
+        else:
+            tag.value = value
+    return run_id
+
+
+def create_sweep(
+    registry: Registry,
+    *,
+    folder: str,
+    sweeper: str,
+    search_space: Any,
+    optimized_metric: str | None = None,
+) -> str:
+    """Register a running sweep; pass its id as RunInfo.sweep_id of each of its runs."""
+    sweep = Sweep(
+        id=uuid.uuid4().hex,
+        folder=folder,
+        sweeper=sweeper,
+        search_space=json_safe(search_space),
+        status=SweepStatus.running.value,
+        optimized_metric=optimized_metric,
+        created_at=utcnow(),
+    )
+    with registry.failures_as("registering a sweep"), registry.session() as session:
+        session.add(sweep)
+    return sweep.id
+
+
+def finish_sweep(registry: Registry, sweep_id: str, status: str = "completed") -> None:
+    status = SweepStatus(status).value
+    stmt = update(Sweep).where(Sweep.id == sweep_id).values(status=status, ended_at=utcnow())
+    with registry.failures_as("finishing a sweep"), registry.session() as session:
+        if session.execute(stmt).rowcount == 0:  # type: ignore[attr-defined]
+            raise RegistryError(f"no sweep with id {sweep_id!r}")

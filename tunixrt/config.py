@@ -266,9 +266,14 @@ class RunConfig:
     resume: Resume = Resume.auto
 
 
+# Metrics a run reports at its end, e.g. to a sweeper (`optimized_metric`).
+FINAL_METRICS = ("eval/loss", "train/loss")
+
+
 @dataclass
 class TrainConfig:
     seed: int = 0
+    optimized_metric: str = "eval/loss"  # what the task returns to Hydra's sweepers
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
@@ -277,6 +282,14 @@ class TrainConfig:
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     registry: RegistryConfig = field(default_factory=RegistryConfig)
     run: RunConfig = field(default_factory=RunConfig)
+
+    def __post_init__(self) -> None:
+        _require(
+            self.optimized_metric in FINAL_METRICS,
+            "optimized_metric",
+            self.optimized_metric,
+            f"one of {list(FINAL_METRICS)}",
+        )
 
 
 def register_configs() -> None:

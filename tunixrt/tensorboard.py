@@ -1,5 +1,6 @@
 """TensorBoard event files written with the `tensorboard` package's own writer and
-summary protos (no TensorFlow needed); TensorBoard reads them as scalars and text."""
+summary protos (no TensorFlow needed); TensorBoard reads them as scalars, text and
+HParams records."""
 
 from __future__ import annotations
 
@@ -7,8 +8,12 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+from google.protobuf import struct_pb2
 from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 from tensorboard.compat.proto.event_pb2 import Event
+from tensorboard.compat.proto.summary_pb2 import Summary
+from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
+from tensorboard.plugins.hparams import metadata as hparams_metadata
 from tensorboard.plugins.scalar.summary_v2 import scalar_pb
 from tensorboard.plugins.text.summary_v2 import text_pb
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
@@ -31,6 +36,13 @@ class TensorBoardWriter:
 
     def write_text(self, step: int, tag: str, text: str) -> None:
         self._add(step, text_pb(tag, text))
+
+    def write_hparams(self, hparams: Mapping[str, HParamValue], metrics: list[str]) -> None:
+        for summary in hparams_summaries(hparams, metrics):
+            self._add(0, summary)
+
+    def write_session_end(self, completed: bool) -> None:
+        self._add(0, session_end_summary(completed))
 
     def flush(self) -> None:
         self._writer.flush()
@@ -59,3 +71,53 @@ def truncate_after(logdir: str | Path, last_step: int) -> int:
     for f in files:
         f.unlink()
     return dropped
+
+
+HParamValue = str | float | int | bool | None
+
+
+def _hparams_summary(tag: str, data: plugin_data_pb2.HParamsPluginData) -> Summary:
+    data.version = hparams_metadata.PLUGIN_DATA_VERSION
+    summary = Summary()
+    summary.value.add(tag=tag, metadata=hparams_metadata.create_summary_metadata(data))
+    return summary
+
+
+def _value(v: HParamValue) -> struct_pb2.Value:
+    if isinstance(v, bool):
+        return struct_pb2.Value(bool_value=v)
+    if isinstance(v, int | float):
+        return struct_pb2.Value(number_value=float(v))
+    return struct_pb2.Value(string_value="null" if v is None else str(v))
+
+
+def hparams_summaries(hparams: Mapping[str, HParamValue], metrics: list[str]) -> list[Summary]:
+    """The HParams plugin's experiment (hyper-parameter names, declared metrics) and
+    session start (this run's values), written into the run's own event folder so that
+    `tensorboard --logdir SWEEP` tabulates every run without extra runs."""
+    experiment = api_pb2.Experiment(
+        hparam_infos=[api_pb2.HParamInfo(name=k) for k in hparams],
+        metric_infos=[api_pb2.MetricInfo(name=api_pb2.MetricName(tag=m)) for m in metrics],
+    )
+    start = plugin_data_pb2.SessionStartInfo(start_time_secs=time.time())
+    for key, value in hparams.items():
+        start.hparams[key].CopyFrom(_value(value))
+    return [
+        _hparams_summary(
+            hparams_metadata.EXPERIMENT_TAG,
+            plugin_data_pb2.HParamsPluginData(experiment=experiment),
+        ),
+        _hparams_summary(
+            hparams_metadata.SESSION_START_INFO_TAG,
+            plugin_data_pb2.HParamsPluginData(session_start_info=start),
+        ),
+    ]
+
+
+def session_end_summary(completed: bool) -> Summary:
+    status = api_pb2.STATUS_SUCCESS if completed else api_pb2.STATUS_FAILURE
+    end = plugin_data_pb2.SessionEndInfo(status=status, end_time_secs=time.time())
+    return _hparams_summary(
+        hparams_metadata.SESSION_END_INFO_TAG,
+        plugin_data_pb2.HParamsPluginData(session_end_info=end),
+    )

@@ -7,6 +7,8 @@ under the current folder. Run ids may be shortened to any unique prefix.
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -189,11 +191,36 @@ def _show(args: argparse.Namespace) -> int:
     return _write_json(details.to_json()) if args.json else _write(_show_text(details))
 
 
+def _compare_sweep(args: argparse.Namespace) -> int:
+    from tunixrt.registry import leaderboard
+
+    with open_registry(args) as reg:
+        board = leaderboard(reg, args.sweep)
+    columns = ["id", "status", *board.keys, board.metric]
+    if args.json:
+        return _write_json(board.to_json())
+    if args.csv:
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(columns)
+        writer.writerows([[r.get(c, "") for c in columns] for r in board.rows])
+        return _write(out.getvalue().rstrip("\n"))
+    rows = [[r["id"][:SHORT], *(r.get(c) for c in columns[1:])] for r in board.rows]
+    title = f"sweep {board.sweep_id[:SHORT]} ({board.status}, {board.folder}), best first"
+    return _write(title + "\n" + table(columns, rows))
+
+
 def _compare(args: argparse.Namespace) -> int:
     from tunixrt.registry import RegistryError, compare_runs
 
+    if args.sweep:
+        if args.ids:
+            raise RegistryError("give run ids or --sweep, not both")
+        return _compare_sweep(args)
+    if args.csv:
+        raise RegistryError("--csv goes with --sweep")
     if len(args.ids) < 2:
-        raise RegistryError("compare needs at least two run ids")
+        raise RegistryError("compare needs at least two run ids, or --sweep ID|latest")
     with open_registry(args) as reg:
         result = compare_runs(reg, args.ids)
     if args.json:
@@ -254,9 +281,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=fail_cleanly(_show))
 
-    p = cmds.add_parser("compare", parents=[common], help="config differences and metrics")
-    p.add_argument("ids", nargs="+", metavar="ID", help="two or more run ids or prefixes")
+    p = cmds.add_parser(
+        "compare",
+        parents=[common],
+        help="config differences and metrics, or a sweep's runs ranked",
+        description="Compare runs side by side, or with --sweep rank a sweep's runs by its "
+        "optimized metric (lowest first) with the swept keys as columns.",
+    )
+    p.add_argument("ids", nargs="*", metavar="ID", help="two or more run ids or prefixes")
+    p.add_argument("--sweep", metavar="ID", help="a sweep id, prefix, or 'latest'")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--csv", action="store_true", help="with --sweep: print CSV")
     p.set_defaults(func=fail_cleanly(_compare))
 
     p = cmds.add_parser("tag", parents=[common], help="set a tag on a run")

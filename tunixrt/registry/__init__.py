@@ -36,6 +36,7 @@ Use:
 
 from tunixrt.registry.errors import RegistryError
 from tunixrt.registry.info import RunInfo, config_hash, git_state, json_safe, package_versions
+from tunixrt.registry.leaderboard import Leaderboard, leaderboard, swept
 from tunixrt.registry.migrate import head_revision
 from tunixrt.registry.models import RunStatus, SweepStatus
 from tunixrt.registry.queries import (
@@ -64,6 +65,9 @@ from tunixrt.registry.urls import (
 )
 
 __all__ = [
+    "Leaderboard",
+    "leaderboard",
+    "swept",
     "ENV_URL",
     "LOST_AFTER_S",
     "CheckpointRecord",

@@ -14,7 +14,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from tunixrt.checkpoint import Checkpointer, load_train_state, train_state
-from tunixrt.config import TrainConfig, validate
+from tunixrt.config import FINAL_METRICS, TrainConfig, validate
 from tunixrt.data.batching import IteratorState
 from tunixrt.devices import Devices, setup_devices
 from tunixrt.registry import RegistryWriter, RunRecorder, mask_config
@@ -26,7 +26,13 @@ from tunixrt.train.setup import Setup, enable_compile_cache, evaluate, setup, to
 from tunixrt.train.signals import Preempted, StopRequest
 from tunixrt.train.state import LoopState, checkpoint_meta
 from tunixrt.train.step import train_step
-from tunixrt.train.tracking import mask_hydra_files, start_recording
+from tunixrt.train.tracking import (
+    hparams,
+    hydra_overrides,
+    mask_hydra_files,
+    quiet_libraries,
+    start_recording,
+)
 from tunixrt.writers import MetricWriter, MultiWriter
 
 log = logging.getLogger(__name__)
@@ -44,6 +50,14 @@ class TrainResult:
     resumed_from: int | None = None
     train_losses: dict[int, float] = field(default_factory=dict)  # logged steps of this start
 
+    def metric(self, name: str) -> float | None:
+        """A final metric by its TensorBoard tag: eval/loss or train/loss."""
+        if name == "eval/loss":
+            return self.final_eval_loss
+        if name == "train/loss" and self.train_losses:
+            return self.train_losses[max(self.train_losses)]
+        return None
+
 
 @dataclass
 class Run:
@@ -56,14 +70,8 @@ class Run:
     writer: MetricWriter
     checkpointer: Checkpointer
     recorder: RunRecorder | None = None
+    tb: TensorBoardWriter | None = None
     pending: list[tuple[int, dict[str, jax.Array]]] = field(default_factory=list)
-
-
-def _quiet_libraries() -> None:
-    # orbax logs every file it writes at INFO through absl; jax logs each backend it
-    # probes and does not find (TPU on every GPU or CPU machine)
-    for name in ("absl", "jax._src.xla_bridge"):
-        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def hydra_run_dir() -> Path:
@@ -236,6 +244,8 @@ def _attach_writers(run: Run, fresh: bool) -> None:
     tb = TensorBoardWriter(run.run_dir / "tb")
     if fresh:
         tb.write_text(0, "config", "```\n" + OmegaConf.to_yaml(run.config) + "```")
+        tb.write_hparams(hparams(run.config, hydra_overrides()), list(FINAL_METRICS))
+    run.tb = tb
     writers: list[MetricWriter] = [tb]
     if run.recorder is not None:
         writers.append(RegistryWriter(run.recorder))
@@ -257,9 +267,9 @@ def train(cfg: DictConfig | TrainConfig, run_dir: str | Path | None = None) -> T
     folder = Path(run_dir) if run_dir is not None else hydra_run_dir()
     folder.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    _quiet_libraries()
-    typed = validate(cfg)
+    quiet_libraries()
     mask_hydra_files(folder)
+    typed = validate(cfg)
     enable_compile_cache(typed.device.compile_cache_dir)
     config = mask_config(config_dict(typed))
     devices = setup_devices(typed.device)
@@ -276,6 +286,8 @@ def train(cfg: DictConfig | TrainConfig, run_dir: str | Path | None = None) -> T
         result = TrainResult(folder, run.loop.step, run.loop.last_eval_loss, resumed)
         if run.loop.step < typed.trainer.max_steps:
             fit(run, result)
+            assert run.tb is not None
+            run.tb.write_session_end(completed=True)
         else:
             log.info(
                 "nothing to do: the run is at step %d of %d", run.loop.step, typed.trainer.max_steps

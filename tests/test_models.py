@@ -9,7 +9,7 @@ import pytest
 from flax import nnx
 
 from tunixrt.models import Decoder, DecoderConfig, flops_per_token, num_params
-from tunixrt.models.decoder import apply_rope
+from tunixrt.models.decoder import apply_rope, rope_angles, rope_inv_freq
 
 TINY = DecoderConfig(
     vocab_size=64, dim=32, n_layers=2, n_heads=4, n_kv_heads=2, ffn_dim=64, max_seq_len=32
@@ -250,11 +250,13 @@ def test_rope_score_depends_only_on_relative_position():
     head_dim = 16
     q = jax.random.normal(jax.random.key(0), (1, 1, 1, head_dim))
     k = jax.random.normal(jax.random.key(1), (1, 1, 1, head_dim))
+    inv_freq = rope_inv_freq(dataclasses.replace(TINY, dim=64))  # head_dim 16
+
+    def rotate(x, pos):
+        return apply_rope(x, *rope_angles(jnp.array([[pos]], jnp.int32), inv_freq))
 
     def score(m, n):
-        qm = apply_rope(q, jnp.array([[m]], jnp.int32), 10000.0)
-        kn = apply_rope(k, jnp.array([[n]], jnp.int32), 10000.0)
-        return float(jnp.sum(qm * kn))
+        return float(jnp.sum(rotate(q, m) * rotate(k, n)))
 
     base = score(7, 3)
     for shift in (1, 10, 100):
@@ -263,9 +265,112 @@ def test_rope_score_depends_only_on_relative_position():
     assert score(0, 0) == pytest.approx(float(jnp.sum(q * k)), abs=1e-5)  # position 0 is identity
 
 
+def test_rope_scaling_frequencies():
+    plain = np.asarray(rope_inv_freq(dataclasses.replace(TINY, dim=64)))  # [8]
+    linear = rope_inv_freq(
+        dataclasses.replace(TINY, dim=64, rope_scaling="linear", rope_factor=4.0)
+    )
+    np.testing.assert_allclose(linear, plain / 4, rtol=1e-6)
+    llama3 = np.asarray(
+        rope_inv_freq(
+            dataclasses.replace(
+                TINY, dim=64, rope_scaling="llama3", rope_factor=8.0, rope_original_max_len=32
+            )
+        )
+    )
+    wavelen = 2 * np.pi / plain  # low band above 32 tokens, high band below 8
+    np.testing.assert_allclose(llama3[wavelen < 8], plain[wavelen < 8], rtol=1e-6)
+    np.testing.assert_allclose(llama3[wavelen > 32], plain[wavelen > 32] / 8, rtol=1e-6)
+    middle = (wavelen >= 8) & (wavelen <= 32)
+    assert middle.any()
+    assert np.all((llama3[middle] < plain[middle]) & (llama3[middle] > plain[middle] / 8))
+
+
+# A config per family layout; the HF tests check each against transformers.
+VARIANTS = {
+    "gpt2": dict(
+        norm="layer",
+        activation="gelu_tanh",
+        gated_mlp=False,
+        qkv_bias=True,
+        out_bias=True,
+        mlp_bias=True,
+        position="learned",
+        tie_embeddings=True,
+    ),
+    "gemma2": dict(
+        explicit_head_dim=16,
+        norm_offset=1.0,
+        sandwich_norm=True,
+        activation="gelu_tanh",
+        embed_scale=True,
+        query_scale=24.0,
+        attn_softcap=5.0,
+        final_softcap=8.0,
+        sliding_window=4,
+        sliding_layers=[0],
+    ),
+    "qwen3": dict(explicit_head_dim=12, qk_norm=True, rope_scaling="llama3", rope_factor=8.0),
+    "qwen2": dict(qkv_bias=True, sliding_window=3),
+}
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_variants_run_and_count_parameters(variant):
+    model = make(init_std=0.2, **VARIANTS[variant])
+    assert param_count(model) == num_params(model.cfg)
+    logits = forward(model, random_tokens(2, 12))
+    assert logits.shape == (2, 12, TINY.vocab_size)
+    assert bool(jnp.all(jnp.isfinite(logits)))
+    if model.cfg.final_softcap:
+        assert float(jnp.abs(logits).max()) < model.cfg.final_softcap
+
+
+def test_sliding_window_limits_what_a_token_sees():
+    model = make(init_std=0.3, sliding_window=4)
+    tokens = random_tokens(1, 12, seed=8)
+    changed = tokens.at[:, 2].set((tokens[:, 2] + 1) % TINY.vocab_size)
+    diff = jnp.abs(forward(model, changed) - forward(model, tokens)).max(axis=(0, 2))  # [s]
+    # Two layers of window 4: position 2 reaches positions 2 .. 2 + 2 * 3 = 8, no further.
+    assert bool(jnp.all(diff[2:9] > 1e-4)) and bool(jnp.all(diff[9:] == 0))
+    assert list(model.cfg.sliding_layers or []) == [] and model.cfg.is_sliding(1)
+
+
+def test_remat_gives_identical_logits_and_grads():
+    plain, remat = make(init_std=0.3), make(init_std=0.3, remat=True)
+    tokens = random_tokens(2, 12, seed=9)
+
+    def loss(m):
+        return jnp.mean(m(tokens) ** 2)
+
+    grad = nnx.jit(nnx.value_and_grad(loss))
+    (value, grads), (value_r, grads_r) = grad(plain), grad(remat)
+    np.testing.assert_array_equal(forward(remat, tokens), forward(plain, tokens))
+    assert float(value_r) == pytest.approx(float(value), rel=1e-6)  # fusion may differ by an ulp
+    for g, g_r in zip(jax.tree.leaves(grads), jax.tree.leaves(grads_r), strict=True):
+        np.testing.assert_allclose(g_r, g, atol=1e-6, rtol=1e-6)
+
+    graphdef, state = nnx.split(remat)
+    jaxpr = jax.make_jaxpr(jax.grad(lambda s: loss(nnx.merge(graphdef, s))))(state)
+    assert "remat" in str(jaxpr)  # the blocks really are rematerialised
+
+
 @pytest.mark.parametrize(
     "changes",
-    [dict(n_kv_heads=3), dict(dim=30), dict(dtype="float16"), dict(n_layers=0)],
+    [
+        dict(n_kv_heads=3),
+        dict(dim=30),
+        dict(dtype="float16"),
+        dict(n_layers=0),
+        dict(norm="batch"),
+        dict(activation="relu"),
+        dict(position="alibi"),
+        dict(rope_scaling="yarn"),
+        dict(explicit_head_dim=7),
+        dict(sliding_window=0),
+        dict(sliding_window=4, sliding_layers=(2,)),
+        dict(attn_softcap=-1.0),
+    ],
 )
 def test_config_rejects_bad_values(changes):
     with pytest.raises(ValueError, match="DecoderConfig"):

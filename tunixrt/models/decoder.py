@@ -1,7 +1,12 @@
-"""Decoder-only transformer (Llama layout) in Flax NNX.
+"""Decoder-only transformer in Flax NNX: one layout with per-family switches.
+
+The defaults are the Llama layout (RMSNorm, RoPE, SwiGLU, no biases). The switches in
+`DecoderConfig` cover Mistral, Qwen2/2.5, Qwen3, Gemma, Gemma 2 and GPT-2; each field
+names the family that needs it. `tunixrt.models.hf` maps Hugging Face configs and
+tensors onto this layout.
 
 Reads top-down: the config and its analytic size/cost, then the blocks (norm, rotary
-embedding, attention, MLP, residual block), then the model.
+embedding, masks, attention, MLP, residual block), then the model.
 
 Shape letters in comments: b batch, s / q / k sequence (query / key), d model width,
 h query heads, g kv heads, e head width, f MLP hidden width, v vocabulary.
@@ -10,12 +15,25 @@ h query heads, g kv heads, e head width, f MLP hidden width, v vocabulary.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import math
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
 _DTYPES = ("float32", "bfloat16")
+_NORMS = ("rms", "layer")
+_POSITIONS = ("rope", "learned")
+_ROPE_SCALINGS = ("none", "linear", "llama3")
+_ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
+    "silu": jax.nn.silu,
+    "gelu": functools.partial(jax.nn.gelu, approximate=False),  # erf form
+    "gelu_tanh": functools.partial(
+        jax.nn.gelu, approximate=True
+    ),  # HF gelu_new / gelu_pytorch_tanh
+}
 
 # Added to masked attention scores. Finite, so a row whose keys are all masked stays
 # finite instead of producing NaN; far enough below any real score that exp() is 0.
@@ -32,40 +50,96 @@ class DecoderConfig:
     n_layers: int
     n_heads: int
     n_kv_heads: int
-    ffn_dim: int  # SwiGLU hidden width
-    max_seq_len: int
+    ffn_dim: int  # MLP hidden width
+    max_seq_len: int  # longest accepted input; rows of the learned position table
     rope_theta: float = 10000.0
     norm_eps: float = 1e-5
     tie_embeddings: bool = False
     dtype: str = "float32"  # compute dtype of activations
     param_dtype: str = "float32"  # storage dtype of parameters
     init_std: float = 0.02
+    remat: bool = False  # recompute each block's activations in the backward pass
+
+    # Family switches. The defaults give the Llama layout.
+    family: str = "llama"  # Hugging Face model_type the weights export as
+    explicit_head_dim: int | None = None  # head width when it is not dim / n_heads (Gemma, Qwen3)
+    norm: str = "rms"  # "rms", or "layer" (LayerNorm with a bias, GPT-2)
+    norm_offset: float = 0.0  # applied scale = offset + weight (Gemma: 1, weights stored as w - 1)
+    sandwich_norm: bool = False  # also normalise attn and MLP outputs before the residual (Gemma 2)
+    qk_norm: bool = False  # RMSNorm over each head of q and k before RoPE (Qwen3)
+    activation: str = "silu"  # "silu", "gelu" (erf) or "gelu_tanh"
+    gated_mlp: bool = True  # down(act(gate(x)) * up(x)); False: down(act(up(x))) (GPT-2)
+    qkv_bias: bool = False  # biases on q, k, v projections (Qwen2, GPT-2)
+    out_bias: bool = False  # bias on the attention output projection (GPT-2)
+    mlp_bias: bool = False  # biases on the MLP projections (GPT-2)
+    position: str = "rope"  # "rope", or "learned" absolute positions added to the input (GPT-2)
+    rope_scaling: str = "none"  # "none", "linear" or "llama3" (Llama 3.1+)
+    rope_factor: float = 1.0  # frequencies divided by this (linear; llama3's low band)
+    rope_low_freq_factor: float = 1.0  # llama3: wavelengths above original / this are scaled
+    rope_high_freq_factor: float = 4.0  # llama3: wavelengths below original / this are kept
+    rope_original_max_len: int = 8192  # llama3: pretraining context length
+    embed_scale: bool = False  # multiply input embeddings by sqrt(dim) (Gemma)
+    query_scale: float | None = None  # scores / sqrt(this) instead of sqrt(head_dim) (Gemma 2)
+    attn_softcap: float | None = None  # scores -> cap * tanh(scores / cap) (Gemma 2)
+    final_softcap: float | None = None  # same on the output logits (Gemma 2)
+    sliding_window: int | None = None  # a query sees keys less than this many tokens back
+    sliding_layers: tuple[int, ...] | None = None  # layers using the window; None: all
 
     def __post_init__(self):
+        if self.sliding_layers is not None:
+            # Frozen and hashable (the config is static in jit), even when built from JSON lists.
+            object.__setattr__(self, "sliding_layers", tuple(self.sliding_layers))
         sizes = ("vocab_size", "dim", "n_layers", "n_heads", "n_kv_heads", "ffn_dim", "max_seq_len")
         for name in sizes:
             _require(getattr(self, name) > 0, f"{name} must be positive, got {getattr(self, name)}")
-        _require(
-            self.dim % self.n_heads == 0,
-            f"dim={self.dim} is not divisible by n_heads={self.n_heads}",
-        )
+        if self.explicit_head_dim is None:
+            _require(
+                self.dim % self.n_heads == 0,
+                f"dim={self.dim} is not divisible by n_heads={self.n_heads}",
+            )
+        else:
+            _require(self.explicit_head_dim > 0, "explicit_head_dim must be positive")
         _require(
             self.n_heads % self.n_kv_heads == 0,
             f"n_heads={self.n_heads} is not divisible by n_kv_heads={self.n_kv_heads}",
         )
-        _require(
-            self.head_dim % 2 == 0,
-            f"head_dim={self.head_dim} (dim / n_heads) must be even for rotary embeddings",
-        )
-        for name in ("dtype", "param_dtype"):
+        if self.position == "rope":
             _require(
-                getattr(self, name) in _DTYPES,
-                f"{name}={getattr(self, name)!r} is not one of {_DTYPES}",
+                self.head_dim % 2 == 0,
+                f"head_dim={self.head_dim} must be even for rotary embeddings",
             )
+        choices = {
+            "dtype": _DTYPES,
+            "param_dtype": _DTYPES,
+            "norm": _NORMS,
+            "activation": tuple(_ACTIVATIONS),
+            "position": _POSITIONS,
+            "rope_scaling": _ROPE_SCALINGS,
+        }
+        for name, allowed in choices.items():
+            value = getattr(self, name)
+            _require(value in allowed, f"{name}={value!r} is not one of {allowed}")
+        for name in ("query_scale", "attn_softcap", "final_softcap", "sliding_window"):
+            value = getattr(self, name)
+            _require(value is None or value > 0, f"{name} must be positive or None, got {value}")
+        _require(self.rope_factor > 0, f"rope_factor must be positive, got {self.rope_factor}")
+        if self.rope_scaling == "llama3":
+            _require(
+                self.rope_high_freq_factor > self.rope_low_freq_factor,
+                "rope_high_freq_factor must exceed rope_low_freq_factor",
+            )
+        bad = [i for i in self.sliding_layers or () if not 0 <= i < self.n_layers]
+        _require(not bad, f"sliding_layers {bad} are not layers of a {self.n_layers}-layer model")
 
     @property
     def head_dim(self) -> int:
-        return self.dim // self.n_heads
+        return self.explicit_head_dim or self.dim // self.n_heads
+
+    def is_sliding(self, layer: int) -> bool:
+        """Whether `layer` attends within the sliding window."""
+        if self.sliding_window is None:
+            return False
+        return self.sliding_layers is None or layer in self.sliding_layers
 
 
 def _require(ok: bool, message: str) -> None:
@@ -74,19 +148,32 @@ def _require(ok: bool, message: str) -> None:
 
 
 def _layer_matmul_params(cfg: DecoderConfig) -> int:
-    """Weights of one block's projections (q, k, v, o, gate, up, down)."""
+    """Weights of one block's projections (q, k, v, o, and gate, up, down)."""
     q_and_o = 2 * cfg.dim * cfg.n_heads * cfg.head_dim
     k_and_v = 2 * cfg.dim * cfg.n_kv_heads * cfg.head_dim
-    mlp = 3 * cfg.dim * cfg.ffn_dim
+    mlp = (3 if cfg.gated_mlp else 2) * cfg.dim * cfg.ffn_dim
     return q_and_o + k_and_v + mlp
+
+
+def _layer_vector_params(cfg: DecoderConfig) -> int:
+    """Biases and norm weights of one block."""
+    norm = cfg.dim * (2 if cfg.norm == "layer" else 1)
+    n_norms = 4 if cfg.sandwich_norm else 2
+    qk_norms = 2 * cfg.head_dim if cfg.qk_norm else 0
+    qkv_bias = (cfg.n_heads + 2 * cfg.n_kv_heads) * cfg.head_dim if cfg.qkv_bias else 0
+    out_bias = cfg.dim if cfg.out_bias else 0
+    mlp_bias = (2 if cfg.gated_mlp else 1) * cfg.ffn_dim + cfg.dim if cfg.mlp_bias else 0
+    return n_norms * norm + qk_norms + qkv_bias + out_bias + mlp_bias
 
 
 def num_params(cfg: DecoderConfig) -> int:
     """Exact number of parameters `Decoder(cfg)` holds."""
-    per_layer = _layer_matmul_params(cfg) + 2 * cfg.dim  # + two RMSNorm scales
+    per_layer = _layer_matmul_params(cfg) + _layer_vector_params(cfg)
     embed = cfg.vocab_size * cfg.dim
+    positions = cfg.max_seq_len * cfg.dim if cfg.position == "learned" else 0
+    final_norm = cfg.dim * (2 if cfg.norm == "layer" else 1)
     head = 0 if cfg.tie_embeddings else cfg.vocab_size * cfg.dim
-    return embed + cfg.n_layers * per_layer + cfg.dim + head
+    return embed + positions + cfg.n_layers * per_layer + final_norm + head
 
 
 def flops_per_token(cfg: DecoderConfig, seq_len: int) -> int:
@@ -94,9 +181,9 @@ def flops_per_token(cfg: DecoderConfig, seq_len: int) -> int:
 
     6 * N counts every matmul weight once per token: the blocks' projections and the
     output head (vocab x dim, counted even when tied, since the matmul still runs); the
-    input embedding lookup and the norm scales do no matmul and are left out. The
+    embedding lookups, biases and norm scales do no matmul and are left out. The
     attention term 12 * layers * heads * head_dim * seq_len covers q.k^T and p.v over
-    the full (unmasked) sequence, as in the PaLM paper's MFU estimate.
+    the full (unmasked, unwindowed) sequence, as in the PaLM paper's MFU estimate.
     """
     matmul_params = cfg.n_layers * _layer_matmul_params(cfg) + cfg.vocab_size * cfg.dim
     attention = 12 * cfg.n_layers * cfg.n_heads * cfg.head_dim * seq_len
@@ -110,11 +197,13 @@ def _normal(cfg: DecoderConfig):
     return nnx.initializers.normal(stddev=cfg.init_std)
 
 
-def _linear(cfg: DecoderConfig, d_in: int, d_out: int, rngs: nnx.Rngs) -> nnx.Linear:
+def _linear(
+    cfg: DecoderConfig, d_in: int, d_out: int, rngs: nnx.Rngs, *, bias: bool = False
+) -> nnx.Linear:
     return nnx.Linear(
         d_in,
         d_out,
-        use_bias=False,
+        use_bias=bias,
         dtype=jnp.dtype(cfg.dtype),
         param_dtype=jnp.dtype(cfg.param_dtype),
         kernel_init=_normal(cfg),
@@ -122,28 +211,64 @@ def _linear(cfg: DecoderConfig, d_in: int, d_out: int, rngs: nnx.Rngs) -> nnx.Li
     )
 
 
-class RMSNorm(nnx.Module):
-    """x / rms(x) * scale, with the statistic and the scaling in float32."""
+class Norm(nnx.Module):
+    """RMSNorm, or LayerNorm with a bias, over the last axis; statistics in float32.
 
-    def __init__(self, cfg: DecoderConfig):
-        self.eps = cfg.norm_eps
-        self.scale = nnx.Param(jnp.ones((cfg.dim,), jnp.dtype(cfg.param_dtype)))
+    The applied scale is `offset + scale`: Gemma stores its weights minus one, so its
+    scale starts at zero.
+    """
+
+    def __init__(self, cfg: DecoderConfig, width: int | None = None, kind: str | None = None):
+        width = width or cfg.dim
+        pdtype = jnp.dtype(cfg.param_dtype)
+        self.kind = kind or cfg.norm
+        self.eps, self.offset = cfg.norm_eps, cfg.norm_offset
+        init = jnp.zeros if self.offset else jnp.ones
+        self.scale = nnx.Param(init((width,), pdtype))
+        self.bias = nnx.Param(jnp.zeros((width,), pdtype)) if self.kind == "layer" else None
 
     def __call__(self, x: jax.Array) -> jax.Array:
         x32 = x.astype(jnp.float32)
+        if self.kind == "layer":
+            x32 = x32 - jnp.mean(x32, axis=-1, keepdims=True)
         mean_sq = jnp.mean(jnp.square(x32), axis=-1, keepdims=True)  # [..., 1]
-        y = x32 * jax.lax.rsqrt(mean_sq + self.eps) * self.scale[...].astype(jnp.float32)
+        scale = self.scale[...].astype(jnp.float32)
+        if self.offset:
+            scale = scale + self.offset
+        y = x32 * jax.lax.rsqrt(mean_sq + self.eps) * scale
+        if self.bias is not None:
+            y = y + self.bias[...].astype(jnp.float32)
         return y.astype(x.dtype)
 
 
-def rope_angles(positions: jax.Array, head_dim: int, theta: float) -> tuple[jax.Array, jax.Array]:
+def rope_inv_freq(cfg: DecoderConfig) -> jax.Array:
+    """Rotary frequencies [e/2] in radians per position, float32.
+
+    Frequency i is theta ** (-2i / head_dim). "linear" divides all of them by the
+    factor; "llama3" divides only long wavelengths (above original / low_freq_factor),
+    keeps short ones (below original / high_freq_factor) and blends in between.
+    """
+    exponents = jnp.arange(0, cfg.head_dim, 2, dtype=jnp.float32) / cfg.head_dim  # [e/2]
+    inv_freq = cfg.rope_theta**-exponents
+    if cfg.rope_scaling == "linear":
+        return inv_freq / cfg.rope_factor
+    if cfg.rope_scaling == "llama3":
+        factor, low, high = cfg.rope_factor, cfg.rope_low_freq_factor, cfg.rope_high_freq_factor
+        original = cfg.rope_original_max_len
+        wavelen = 2 * math.pi / inv_freq  # tokens per turn
+        scaled = jnp.where(wavelen > original / low, inv_freq / factor, inv_freq)
+        smooth = (original / wavelen - low) / (high - low)  # 0 at the long end, 1 at the short
+        blended = (1 - smooth) * scaled / factor + smooth * scaled
+        middle = (wavelen >= original / high) & (wavelen <= original / low)
+        return jnp.where(middle, blended, scaled)
+    return inv_freq
+
+
+def rope_angles(positions: jax.Array, inv_freq: jax.Array) -> tuple[jax.Array, jax.Array]:
     """cos and sin [b, s, e] for integer positions [b, s], in float32.
 
-    Frequency i (of head_dim / 2) is theta ** (-2i / head_dim); both halves of the head
-    use the same frequencies, matching `rotate_half`.
+    Both halves of the head use the same frequencies, matching `_rotate_half`.
     """
-    exponents = jnp.arange(0, head_dim, 2, dtype=jnp.float32) / head_dim  # [e/2]
-    inv_freq = theta**-exponents
     angles = positions.astype(jnp.float32)[..., None] * inv_freq  # [b, s, e/2]
     angles = jnp.concatenate([angles, angles], axis=-1)  # [b, s, e]
     return jnp.cos(angles), jnp.sin(angles)
@@ -154,9 +279,8 @@ def _rotate_half(x: jax.Array) -> jax.Array:
     return jnp.concatenate([-x2, x1], axis=-1)
 
 
-def apply_rope(x: jax.Array, positions: jax.Array, theta: float) -> jax.Array:
-    """Rotate x [b, s, heads, e] by its positions [b, s] (Llama / HF half layout)."""
-    cos, sin = rope_angles(positions, x.shape[-1], theta)
+def apply_rope(x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
+    """Rotate x [b, s, heads, e] by angles cos, sin [b, s, e] (Llama / HF half layout)."""
     cos, sin = cos[:, :, None, :], sin[:, :, None, :]  # broadcast over heads
     x32 = x.astype(jnp.float32)
     return (x32 * cos + _rotate_half(x32) * sin).astype(x.dtype)
@@ -176,31 +300,51 @@ def attention_mask(segment_ids: jax.Array | None, seq_len: int) -> jax.Array:
     return mask
 
 
+def window_band(seq_len: int, window: int) -> jax.Array:
+    """Boolean [1, 1, q, k]: key fewer than `window` tokens before the query (as HF).
+
+    Within one packed segment, index distance equals position distance.
+    """
+    idx = jnp.arange(seq_len)
+    return (idx[:, None] - idx[None, :] < window)[None, None]
+
+
+Rope = tuple[jax.Array, jax.Array] | None  # cos, sin [b, s, e]; None for learned positions
+
+
 class Attention(nnx.Module):
     """Causal grouped-query attention: n_heads query heads share n_kv_heads kv heads."""
 
     def __init__(self, cfg: DecoderConfig, *, rngs: nnx.Rngs):
         self.n_heads, self.n_kv_heads, self.head_dim = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
-        self.rope_theta = cfg.rope_theta
-        self.q_proj = _linear(cfg, cfg.dim, cfg.n_heads * cfg.head_dim, rngs)
-        self.k_proj = _linear(cfg, cfg.dim, cfg.n_kv_heads * cfg.head_dim, rngs)
-        self.v_proj = _linear(cfg, cfg.dim, cfg.n_kv_heads * cfg.head_dim, rngs)
-        self.o_proj = _linear(cfg, cfg.n_heads * cfg.head_dim, cfg.dim, rngs)
+        self.score_divisor_sq = cfg.query_scale or cfg.head_dim  # scores / sqrt(this)
+        self.softcap = cfg.attn_softcap
+        q_width, kv_width = cfg.n_heads * cfg.head_dim, cfg.n_kv_heads * cfg.head_dim
+        self.q_proj = _linear(cfg, cfg.dim, q_width, rngs, bias=cfg.qkv_bias)
+        self.k_proj = _linear(cfg, cfg.dim, kv_width, rngs, bias=cfg.qkv_bias)
+        self.v_proj = _linear(cfg, cfg.dim, kv_width, rngs, bias=cfg.qkv_bias)
+        self.o_proj = _linear(cfg, q_width, cfg.dim, rngs, bias=cfg.out_bias)
+        self.q_norm = Norm(cfg, cfg.head_dim, "rms") if cfg.qk_norm else None
+        self.k_norm = Norm(cfg, cfg.head_dim, "rms") if cfg.qk_norm else None
 
-    def __call__(self, x: jax.Array, positions: jax.Array, mask: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, rope: Rope, mask: jax.Array) -> jax.Array:
         b, s, _ = x.shape
         q = self.q_proj(x).reshape(b, s, self.n_heads, self.head_dim)  # [b, s, h, e]
         k = self.k_proj(x).reshape(b, s, self.n_kv_heads, self.head_dim)  # [b, s, g, e]
         v = self.v_proj(x).reshape(b, s, self.n_kv_heads, self.head_dim)  # [b, s, g, e]
-        q = apply_rope(q, positions, self.rope_theta)
-        k = apply_rope(k, positions, self.rope_theta)
+        if self.q_norm is not None and self.k_norm is not None:
+            q, k = self.q_norm(q), self.k_norm(k)
+        if rope is not None:
+            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
         # Query head i reads kv head i // (h / g), as in HF `repeat_kv`.
         groups = self.n_heads // self.n_kv_heads
         k = jnp.repeat(k, groups, axis=2)  # [b, s, h, e]
         v = jnp.repeat(v, groups, axis=2)  # [b, s, h, e]
 
         scores = jnp.einsum("bqhe,bkhe->bhqk", q, k, preferred_element_type=jnp.float32)
-        scores = scores / jnp.sqrt(jnp.float32(self.head_dim))
+        scores = scores / jnp.sqrt(jnp.float32(self.score_divisor_sq))
+        if self.softcap is not None:
+            scores = self.softcap * jnp.tanh(scores / self.softcap)
         scores = scores + jnp.where(mask, 0.0, _MASK_VALUE)  # [b, h, q, k], float32
         probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
         out = jnp.einsum("bhqk,bkhe->bqhe", probs, v)  # [b, s, h, e]
@@ -208,30 +352,54 @@ class Attention(nnx.Module):
 
 
 class MLP(nnx.Module):
-    """SwiGLU: down(silu(gate(x)) * up(x))."""
+    """Gated: down(act(gate(x)) * up(x)) (SwiGLU, GeGLU); plain: down(act(up(x)))."""
 
     def __init__(self, cfg: DecoderConfig, *, rngs: nnx.Rngs):
-        self.gate_proj = _linear(cfg, cfg.dim, cfg.ffn_dim, rngs)
-        self.up_proj = _linear(cfg, cfg.dim, cfg.ffn_dim, rngs)
-        self.down_proj = _linear(cfg, cfg.ffn_dim, cfg.dim, rngs)
+        self.activation = cfg.activation
+        d, f, bias = cfg.dim, cfg.ffn_dim, cfg.mlp_bias
+        self.gate_proj = _linear(cfg, d, f, rngs, bias=bias) if cfg.gated_mlp else None
+        self.up_proj = _linear(cfg, d, f, rngs, bias=bias)
+        self.down_proj = _linear(cfg, f, d, rngs, bias=bias)
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        hidden = jax.nn.silu(self.gate_proj(x)) * self.up_proj(x)  # [b, s, f]
+        act = _ACTIVATIONS[self.activation]
+        if self.gate_proj is None:
+            hidden = act(self.up_proj(x))  # [b, s, f]
+        else:
+            hidden = act(self.gate_proj(x)) * self.up_proj(x)  # [b, s, f]
         return self.down_proj(hidden)
 
 
 class Block(nnx.Module):
-    """Pre-norm residual block: x + attn(norm(x)), then x + mlp(norm(x))."""
+    """Pre-norm residual block: x + attn(norm(x)), then x + mlp(norm(x)).
 
-    def __init__(self, cfg: DecoderConfig, *, rngs: nnx.Rngs):
-        self.attn_norm = RMSNorm(cfg)
+    With sandwich norms each branch output is normalised again before the add.
+    """
+
+    def __init__(self, cfg: DecoderConfig, *, sliding: bool, rngs: nnx.Rngs):
+        self.sliding = sliding
+        self.attn_norm = Norm(cfg)
         self.attn = Attention(cfg, rngs=rngs)
-        self.mlp_norm = RMSNorm(cfg)
+        self.post_attn_norm = Norm(cfg) if cfg.sandwich_norm else None
+        self.mlp_norm = Norm(cfg)
         self.mlp = MLP(cfg, rngs=rngs)
+        self.post_mlp_norm = Norm(cfg) if cfg.sandwich_norm else None
 
-    def __call__(self, x: jax.Array, positions: jax.Array, mask: jax.Array) -> jax.Array:
-        x = x + self.attn(self.attn_norm(x), positions, mask)
-        return x + self.mlp(self.mlp_norm(x))
+    def __call__(self, x: jax.Array, rope: Rope, mask: jax.Array) -> jax.Array:
+        h = self.attn(self.attn_norm(x), rope, mask)
+        if self.post_attn_norm is not None:
+            h = self.post_attn_norm(h)
+        x = x + h
+        h = self.mlp(self.mlp_norm(x))
+        if self.post_mlp_norm is not None:
+            h = self.post_mlp_norm(h)
+        return x + h
+
+
+@nnx.remat
+def _remat_block(block: Block, x: jax.Array, rope: Rope, mask: jax.Array) -> jax.Array:
+    """The block, keeping only its input for the backward pass."""
+    return block(x, rope, mask)
 
 
 # ---------------------------------------------------------------------------- model
@@ -250,8 +418,22 @@ class Decoder(nnx.Module):
             embedding_init=_normal(cfg),
             rngs=rngs,
         )
-        self.layers = nnx.List([Block(cfg, rngs=rngs) for _ in range(cfg.n_layers)])
-        self.final_norm = RMSNorm(cfg)
+        self.pos_embed = (
+            nnx.Embed(
+                cfg.max_seq_len,
+                cfg.dim,
+                dtype=jnp.dtype(cfg.dtype),
+                param_dtype=jnp.dtype(cfg.param_dtype),
+                embedding_init=_normal(cfg),
+                rngs=rngs,
+            )
+            if cfg.position == "learned"
+            else None
+        )
+        self.layers = nnx.List(
+            [Block(cfg, sliding=cfg.is_sliding(i), rngs=rngs) for i in range(cfg.n_layers)]
+        )
+        self.final_norm = Norm(cfg)
         self.lm_head = None if cfg.tie_embeddings else _linear(cfg, cfg.dim, cfg.vocab_size, rngs)
 
     def __call__(
@@ -266,18 +448,35 @@ class Decoder(nnx.Module):
         Packed rows pass per-token segment ids and positions that restart at 0 for
         each segment; a token attends to earlier-or-equal tokens of its own segment.
         """
+        cfg = self.cfg
         b, s = tokens.shape
-        if s > self.cfg.max_seq_len:
+        if s > cfg.max_seq_len:
             raise ValueError(
-                f"sequence length {s} exceeds DecoderConfig.max_seq_len={self.cfg.max_seq_len}"
+                f"sequence length {s} exceeds DecoderConfig.max_seq_len={cfg.max_seq_len}"
             )
         if positions is None:
             positions = jnp.broadcast_to(jnp.arange(s, dtype=jnp.int32), (b, s))
         mask = attention_mask(segment_ids, s)
+        local = mask if cfg.sliding_window is None else mask & window_band(s, cfg.sliding_window)
 
         x = self.embed(tokens)  # [b, s, d]
+        if cfg.embed_scale:
+            x = x * jnp.asarray(math.sqrt(cfg.dim), x.dtype)  # HF rounds sqrt(d) to this dtype
+        rope: Rope = None
+        if self.pos_embed is not None:
+            x = x + self.pos_embed(positions)
+        else:
+            rope = rope_angles(positions, rope_inv_freq(cfg))
         for layer in self.layers:
-            x = layer(x, positions, mask)
+            layer_mask = local if layer.sliding else mask
+            x = (
+                _remat_block(layer, x, rope, layer_mask)
+                if cfg.remat
+                else layer(x, rope, layer_mask)
+            )
         x = self.final_norm(x)
         logits = self.embed.attend(x) if self.lm_head is None else self.lm_head(x)
-        return logits.astype(jnp.float32)  # [b, s, v]
+        logits = logits.astype(jnp.float32)  # [b, s, v]
+        if cfg.final_softcap is not None:
+            logits = cfg.final_softcap * jnp.tanh(logits / cfg.final_softcap)
+        return logits

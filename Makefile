@@ -28,13 +28,13 @@ test: $(VENV)/.installed-dev
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-dev
-	$(BIN)/ruff check tunixrt tests scripts
-	$(BIN)/ruff format --check tunixrt tests scripts
-	$(BIN)/mypy tunixrt
+	$(BIN)/ruff check tunixrt hydra_plugins tests scripts
+	$(BIN)/ruff format --check tunixrt hydra_plugins tests scripts
+	$(BIN)/mypy tunixrt hydra_plugins
 
 format: $(VENV)/.installed-dev
-	$(BIN)/ruff check --fix tunixrt tests scripts
-	$(BIN)/ruff format tunixrt tests scripts
+	$(BIN)/ruff check --fix tunixrt hydra_plugins tests scripts
+	$(BIN)/ruff format tunixrt hydra_plugins tests scripts
 
 clean:
 	rm -rf $(VENV) outputs multirun .pytest_cache .mypy_cache .ruff_cache

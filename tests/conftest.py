@@ -108,7 +108,6 @@ def read_scalars(logdir: Path | str) -> dict[str, list[tuple[int, float]]]:
     acc.Reload()
     out = {}
     for tag in acc.Tags()["tensors"]:
-        events = acc.Tensors(tag)
-        if events and events[0].tensor_proto.dtype != 7:  # 7 = DT_STRING (text summaries)
-            out[tag] = [(e.step, float(make_ndarray(e.tensor_proto))) for e in events]
+        if acc.SummaryMetadata(tag).plugin_data.plugin_name == "scalars":
+            out[tag] = [(e.step, float(make_ndarray(e.tensor_proto))) for e in acc.Tensors(tag)]
     return out

@@ -16,12 +16,25 @@ from tunixrt.config import ConfigError, OptimizerName, Platform, TrainConfig, va
 
 OPTIONS = {
     "dataset": ["dev_reasoning", "jsonl"],
-    "model": ["llama_tiny", "llama_small"],
+    "model": [
+        "llama_tiny",
+        "llama_small",
+        "hf",
+        "qwen2_5_0_5b_instruct",
+        "llama_3_2_1b_instruct",
+        "gemma_2_2b_it",
+        "gpt2",
+    ],
     "optimizer": ["adamw", "adafactor", "lion", "sgd"],
     "device": ["auto", "cpu", "gpu", "tpu"],
     "debug": ["fast"],
-    "experiment": ["small_cosine"],
+    "experiment": ["small_cosine", "finetune"],
+    "hparams_search": ["lr_optuna"],
+    "launcher": ["local_parallel", "slurm"],
 }
+
+
+SCRATCH = ("model=llama_tiny", "model=llama_small")
 
 
 def test_every_shipped_option_has_a_yaml_and_none_is_untested():
@@ -33,6 +46,9 @@ def test_every_shipped_option_has_a_yaml_and_none_is_untested():
 @pytest.mark.parametrize("override", [f"{g}={n}" for g, names in OPTIONS.items() for n in names])
 def test_each_option_composes_and_validates(override):
     extra = ["dataset.path=/data/x.jsonl"] if override == "dataset=jsonl" else []
+    pretrained = override.startswith("model=") and override not in SCRATCH
+    if pretrained:
+        extra.append("model.path=/models/x")
     cfg = validate(compose_train([override, *extra]))
     assert isinstance(cfg, TrainConfig)
     group, name = override.split("=")
@@ -42,6 +58,7 @@ def test_each_option_composes_and_validates(override):
         assert cfg.device.platform is Platform(name)
     if group == "model":
         assert cfg.model.name == name
+        assert (cfg.model.path == "/models/x") == pretrained
 
 
 def test_default_composition_matches_the_contract_keys():

@@ -20,7 +20,7 @@ import numpy as np
 from tunixrt.checkpoint import Checkpointer, train_state
 from tunixrt.models import flops_per_token, num_params
 from tunixrt.train.setup import Setup, to_device
-from tunixrt.train.step import train_step
+from tunixrt.train.step import lora_train_step, train_step
 
 # Dense bf16 peak FLOP/s per chip, from the vendors' data sheets.
 PEAK_BF16_FLOPS = {
@@ -72,14 +72,15 @@ def bench_step(s: Setup, *, steps: int, warmup: int) -> BenchResult:
     t = s.cfg.trainer
     batches = [to_device(next(s.data.train), s) for _ in range(min(steps, 4))]
     start = time.perf_counter()
-    jax.block_until_ready(train_step(s.model, s.optimizer, batches[0]))
+    step = lora_train_step if s.cfg.model.lora.rank > 0 else train_step
+    jax.block_until_ready(step(s.model, s.optimizer, batches[0]))
     compile_seconds = time.perf_counter() - start
     for i in range(warmup):
-        jax.block_until_ready(train_step(s.model, s.optimizer, batches[i % len(batches)]))
+        jax.block_until_ready(step(s.model, s.optimizer, batches[i % len(batches)]))
     times = []
     for i in range(steps):
         t0 = time.perf_counter()
-        jax.block_until_ready(train_step(s.model, s.optimizer, batches[i % len(batches)]))
+        jax.block_until_ready(step(s.model, s.optimizer, batches[i % len(batches)]))
         times.append(time.perf_counter() - t0)
     step_seconds = float(np.median(times))
     batch_tokens = t.batch_size * t.seq_len

@@ -32,9 +32,13 @@ def train_state(model: nnx.Module, optimizer: nnx.Optimizer) -> dict[str, Any]:
     }
 
 
-def load_train_state(model: nnx.Module, optimizer: nnx.Optimizer, arrays: dict[str, Any]) -> None:
+def load_train_state(
+    model: nnx.Module, optimizer: nnx.Optimizer | None, arrays: dict[str, Any]
+) -> None:
     """Put restored arrays (shaped like `train_state`) back into the live objects."""
     for obj, key in ((model, "model"), (optimizer, "optimizer")):
+        if obj is None:
+            continue
         state = nnx.state(obj)
         nnx.replace_by_pure_dict(state, arrays[key])
         nnx.update(obj, state)
@@ -76,11 +80,13 @@ class Checkpointer:
         keep: int,
         best_metric: str | None = None,
         best_mode: str = "min",
+        read_only: bool = False,
     ) -> None:
         self.directory = Path(directory).resolve()
         self.every_steps = every_steps
         options = ocp.CheckpointManagerOptions(
-            create=True,
+            create=not read_only,
+            read_only=read_only,
             enable_async_checkpointing=True,
             preservation_policy=_preservation(keep, best_metric, best_mode),
         )
@@ -122,6 +128,15 @@ class Checkpointer:
         )
         restored = self._manager.restore(step, args=args)
         return Restored(step, restored.state, dict(restored.meta))
+
+    def restore_model(self, step: int, target: dict[str, Any]) -> dict[str, Any]:
+        """Only the model's arrays of `step` (no optimizer state), shaped like `target`."""
+        item = {"model": target}
+        restore_args = ocp.checkpoint_utils.construct_restore_args(item)
+        args = ocp.args.Composite(
+            state=ocp.args.PyTreeRestore(item, restore_args=restore_args, partial_restore=True)
+        )
+        return dict(self._manager.restore(step, args=args).state["model"])
 
     def newest_readable_meta(self) -> tuple[int, dict[str, Any]] | None:
         """The newest step whose metadata reads back, skipping damaged ones."""

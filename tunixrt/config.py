@@ -76,7 +76,9 @@ class DatasetConfig:
     path: str = MISSING  # training JSONL (traces, prompt/completion pairs or chats)
     valid_path: str | None = None  # held-out JSONL for eval loss; None splits `path`
     valid_fraction: float = 0.05  # used only when valid_path is None
-    tokenizer: str = MISSING  # tokenizer.json (Hugging Face `tokenizers` format)
+    # tokenizer.json with tunixrt's template tokens; a pretrained model (model.path)
+    # always uses its own tokenizer and chat template instead
+    tokenizer: str | None = None
     loss_on_prompt: bool = False  # True: prompt tokens count in the loss too
     pack: bool = True  # pack several examples per row (attention stays per example)
 
@@ -90,9 +92,27 @@ class DatasetConfig:
 
 
 @dataclass
+class LoRAConfig:
+    rank: int = 0  # 0: no adapters, every parameter trains
+    alpha: float = 16.0  # adapters add (alpha / rank) * A @ B to a projection
+    targets: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+
+    def __post_init__(self) -> None:
+        _require(self.rank >= 0, "model.lora.rank", self.rank, "an integer >= 0")
+        allowed = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+        bad = [t for t in self.targets if t not in allowed]
+        _require(not bad, "model.lora.targets", bad, f"names from {sorted(allowed)}")
+
+
+@dataclass
 class ModelConfig:
     name: str = MISSING
-    path: str | None = None  # local Hugging Face checkpoint folder (pretrained models)
+    # A local Hugging Face checkpoint folder: the model (architecture, weights) and the
+    # tokenizer come from it, and the shape keys below are ignored.
+    path: str | None = None
+    family: str | None = None  # expected model_type of `path` (e.g. qwen2); null: any
+    remat: bool = False  # recompute activations in the backward pass: less memory, more time
+    lora: LoRAConfig = field(default_factory=LoRAConfig)
     vocab_size: int | None = None  # None: the tokenizer's vocabulary size
     dim: int = 256
     n_layers: int = 6

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,11 +58,19 @@ def _last_error(job_dir: Path) -> str:
     return lines[-1].split("] - ", 1)[-1] if lines else "no log"
 
 
-def job_rows(registry: Registry, sweep_id: str, sweep_dir: Path, metric: str) -> list[JobRow]:
-    """One row per job folder of the sweep, joined with its run in the registry."""
+def job_rows(
+    registry: Registry, sweep_id: str, sweep_dir: Path, metric: str, since: float = 0.0
+) -> list[JobRow]:
+    """One row per job folder of this sweep, joined with its run in the registry. A
+    folder left by an earlier sweep in the same place (a restarted search) is skipped:
+    its run belongs to another sweep, or it predates this one (`since`, epoch seconds)."""
     runs = {r.run_dir: r for r in list_runs(registry, sweep=sweep_id)}
     rows = []
-    job_dirs = [p.parent.parent for p in sweep_dir.glob("*/.hydra/overrides.yaml")]
+    job_dirs = [
+        p.parent.parent
+        for p in sweep_dir.glob("*/.hydra/overrides.yaml")
+        if str(p.parent.parent.resolve()) in runs or p.stat().st_mtime >= since
+    ]
     job_dirs.sort(key=lambda p: (len(p.name), p.name))
     shown = swept([_job_overrides(d) for d in job_dirs])
     for job_dir, job_overrides in zip(job_dirs, shown, strict=True):
@@ -98,9 +107,11 @@ class SweepCallback(Callback):
     def __init__(self) -> None:
         self.sweep_id: str | None = None
         self.url: str | None = None
+        self.started = 0.0
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         quiet_libraries()
+        self.started = time.time() - 1.0  # file times have a coarse resolution
         self.url = resolve_url(config.registry.url, OUTPUTS)
         if self.url is None:
             return
@@ -127,7 +138,8 @@ class SweepCallback(Callback):
             return
         metric = config.optimized_metric
         with Registry.open(self.url) as registry:
-            rows = job_rows(registry, self.sweep_id, Path(config.hydra.sweep.dir), metric)
+            sweep_dir = Path(config.hydra.sweep.dir)
+            rows = job_rows(registry, self.sweep_id, sweep_dir, metric, self.started)
             failed = [r for r in rows if r.status != "completed"]
             finish_sweep(registry, self.sweep_id, "failed" if failed else "completed")
         log.info(
@@ -137,5 +149,7 @@ class SweepCallback(Callback):
             len(failed),
             format_table(rows, metric),
         )
-        if failed:
+        # A grid's jobs are all wanted: a failure fails the sweep. A search (Optuna) counts
+        # failed trials as part of the search and has reported them already.
+        if failed and str(config.hydra.sweeper.get("_target_", "")).endswith("BasicSweeper"):
             raise SystemExit(1)

@@ -7,7 +7,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from tunixrt.cli import bench, db, runs
+from tunixrt.cli import bench, db, export, runs
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -17,6 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     sub = parser.add_subparsers(dest="command", required=True)
     bench.add_parser(sub)
+    export.add_parser(sub)
     runs.add_parser(sub)
     db.add_parser(sub)
     return parser

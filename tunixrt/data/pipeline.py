@@ -9,6 +9,7 @@ import numpy as np
 
 from tunixrt.config import DatasetConfig
 from tunixrt.data.batching import Batch, BatchIterator, fixed_batches
+from tunixrt.data.chat import ChatTokenizer
 from tunixrt.data.render import render
 from tunixrt.data.schema import DataError, Example, read_examples
 from tunixrt.data.tokenize import Encoded, TextTokenizer
@@ -16,16 +17,30 @@ from tunixrt.data.tokenize import Encoded, TextTokenizer
 log = logging.getLogger(__name__)
 
 
+Tokenizer = TextTokenizer | ChatTokenizer
+
+
+def load_tokenizer(cfg: DatasetConfig, model_path: str | None) -> Tokenizer:
+    """A pretrained model's own tokenizer and chat template, else `dataset.tokenizer`."""
+    if model_path is not None:
+        if cfg.tokenizer is not None:
+            log.info("using the tokenizer of %s (dataset.tokenizer is ignored)", model_path)
+        return ChatTokenizer.from_folder(model_path)
+    if cfg.tokenizer is None:
+        raise DataError("dataset.tokenizer is null and no model.path gives a tokenizer")
+    return TextTokenizer.from_file(cfg.tokenizer)
+
+
 @dataclass
 class Data:
-    tokenizer: TextTokenizer
+    tokenizer: Tokenizer
     train: BatchIterator
     eval_batches: list[Batch]
     train_examples: int
     valid_examples: int
 
 
-def encode_all(examples: list[Example], tokenizer: TextTokenizer) -> list[Encoded]:
+def encode_all(examples: list[Example], tokenizer: Tokenizer) -> list[Encoded]:
     return [tokenizer.encode(render(e)) for e in examples]
 
 
@@ -59,9 +74,17 @@ def _warn_truncation(encoded: list[Encoded], seq_len: int, source: str) -> None:
         )
 
 
-def load_data(cfg: DatasetConfig, *, rows: int, seq_len: int, eval_batches: int, seed: int) -> Data:
+def load_data(
+    cfg: DatasetConfig,
+    *,
+    rows: int,
+    seq_len: int,
+    eval_batches: int,
+    seed: int,
+    model_path: str | None = None,
+) -> Data:
     """Read, validate and encode everything up front, so bad data fails before compiling."""
-    tokenizer = TextTokenizer.from_file(cfg.tokenizer)
+    tokenizer = load_tokenizer(cfg, model_path)
     train_records = read_examples(cfg.path)
     if cfg.valid_path is not None:
         valid_records = read_examples(cfg.valid_path)

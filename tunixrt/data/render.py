@@ -16,6 +16,12 @@ class Rendered:
     prompt: str
     reasoning: str  # completion text before the answer marker
     answer: str | None  # traces only: the final answer after the answer marker
+    # The prompt as chat turns (role, content), for tokenizers with a chat template.
+    context: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def turns(self) -> tuple[tuple[str, str], ...]:
+        return self.context or (("user", self.prompt),)
 
 
 def render(example: Example) -> Rendered:
@@ -33,4 +39,4 @@ def _render_chat(chat: Chat) -> Rendered:
     # Earlier turns (any role) form the prompt; the last assistant turn is the completion.
     *context, last = chat.messages
     prompt = "\n".join(f"{m.role}: {m.content}" for m in context)
-    return Rendered(prompt, last.content, None)
+    return Rendered(prompt, last.content, None, tuple((m.role, m.content) for m in context))

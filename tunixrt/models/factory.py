@@ -1,7 +1,9 @@
-"""Build a decoder from the model config and place its state on the device mesh."""
+"""Build the model a config asks for: a decoder trained from scratch, or a pretrained
+Hugging Face checkpoint; then LoRA adapters and remat, placed on the device mesh."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import jax
@@ -11,6 +13,8 @@ from flax import nnx
 from tunixrt.config import ConfigError, ModelConfig
 from tunixrt.devices import Devices
 from tunixrt.models.decoder import Decoder, DecoderConfig, num_params
+from tunixrt.models.hf import load_pretrained
+from tunixrt.models.lora import apply_lora
 
 log = logging.getLogger(__name__)
 
@@ -35,17 +39,70 @@ def decoder_config(cfg: ModelConfig, *, vocab_size: int, dtype: jnp.dtype) -> De
         tie_embeddings=cfg.tie_embeddings,
         dtype=jnp.dtype(dtype).name,
         init_std=cfg.init_std,
+        remat=cfg.remat,
     )
+
+
+def _pretrained(cfg: ModelConfig, *, vocab_size: int, dtype: jnp.dtype, devices: Devices):
+    assert cfg.path is not None
+    model = load_pretrained(
+        cfg.path,
+        dtype=jnp.dtype(dtype).name,
+        param_dtype="float32",
+        sharding=devices.replicated,
+    )
+    found = model.cfg.family
+    if cfg.family is not None and found != cfg.family:
+        raise ConfigError(f"model.family={cfg.family!r} but {cfg.path} holds a {found!r} model")
+    if model.cfg.vocab_size < vocab_size:
+        raise ConfigError(
+            f"{cfg.path}: the tokenizer has {vocab_size} ids but the model "
+            f"embeds only {model.cfg.vocab_size}"
+        )
+    if cfg.remat:
+        model.cfg = dataclasses.replace(model.cfg, remat=True)
+    return model
 
 
 def build_model(
     cfg: ModelConfig, *, vocab_size: int, dtype: jnp.dtype, seed: int, devices: Devices
 ) -> Decoder:
-    """A freshly initialised decoder, its parameters replicated over the mesh."""
-    dcfg = decoder_config(cfg, vocab_size=vocab_size, dtype=dtype)
-    with jax.default_device(devices.devices[0]):
-        model = Decoder(dcfg, rngs=nnx.Rngs(params=seed))
-    state = nnx.state(model)
-    nnx.update(model, jax.device_put(state, devices.replicated))
-    log.info("model %s: %.2fM parameters", cfg.name, num_params(dcfg) / 1e6)
+    """The model on the mesh (parameters replicated); LoRA adapters when model.lora.rank
+    > 0, initialised from `seed`."""
+    if cfg.path is not None:
+        model = _pretrained(cfg, vocab_size=vocab_size, dtype=dtype, devices=devices)
+    else:
+        dcfg = decoder_config(cfg, vocab_size=vocab_size, dtype=dtype)
+        with jax.default_device(devices.devices[0]):
+            model = Decoder(dcfg, rngs=nnx.Rngs(params=seed))
+    if cfg.lora.rank > 0:
+        apply_lora(
+            model,
+            rank=cfg.lora.rank,
+            alpha=cfg.lora.alpha,
+            targets=tuple(cfg.lora.targets),
+            rngs=nnx.Rngs(params=seed),
+        )
+    nnx.update(model, jax.device_put(nnx.state(model), devices.replicated))
+    _log_size(cfg, model)
     return model
+
+
+def trainable(cfg: ModelConfig) -> type[nnx.Variable]:
+    """The variables the optimizer updates: the adapters under LoRA, else every Param."""
+    return nnx.LoRAParam if cfg.lora.rank > 0 else nnx.Param
+
+
+def _log_size(cfg: ModelConfig, model: Decoder) -> None:
+    total = num_params(model.cfg)
+    if cfg.lora.rank > 0:
+        adapters = sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.LoRAParam)))
+        log.info(
+            "model %s: %.2fM parameters, %.3fM LoRA parameters train (%.2f%%)",
+            cfg.name,
+            total / 1e6,
+            adapters / 1e6,
+            100 * adapters / (total + adapters),
+        )
+    else:
+        log.info("model %s: %.2fM parameters", cfg.name, total / 1e6)

@@ -25,7 +25,7 @@ from tunixrt.train.resume import check_compatible, check_policy
 from tunixrt.train.setup import Setup, enable_compile_cache, evaluate, setup, to_device
 from tunixrt.train.signals import Preempted, StopRequest
 from tunixrt.train.state import LoopState, checkpoint_meta
-from tunixrt.train.step import train_step
+from tunixrt.train.step import lora_train_step, train_step
 from tunixrt.train.tracking import (
     hparams,
     hydra_overrides,
@@ -148,7 +148,8 @@ def _one_step(run: Run, throughput: Throughput) -> dict[str, jax.Array]:
     s = run.setup
     batch = next(s.data.train)
     tokens = int(np.count_nonzero(batch["segment_ids"]))
-    metrics = train_step(s.model, s.optimizer, to_device(batch, s))
+    step_fn = lora_train_step if s.cfg.model.lora.rank > 0 else train_step
+    metrics = step_fn(s.model, s.optimizer, to_device(batch, s))
     run.loop.step += 1
     run.loop.tokens_seen += tokens
     throughput.add_tokens(tokens)

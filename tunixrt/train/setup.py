@@ -15,7 +15,7 @@ from tunixrt.config import ConfigError, TrainConfig
 from tunixrt.data.batching import Batch
 from tunixrt.data.pipeline import Data, load_data
 from tunixrt.devices import Devices, setup_devices
-from tunixrt.models.factory import build_model
+from tunixrt.models.factory import build_model, trainable
 from tunixrt.optim import make_optimizer
 from tunixrt.train.step import eval_step
 
@@ -63,6 +63,7 @@ def setup(
     t = cfg.trainer
     data = load_data(
         cfg.dataset,
+        model_path=cfg.model.path,
         rows=t.batch_size,
         seq_len=t.seq_len,
         eval_batches=t.eval_batches,
@@ -76,7 +77,7 @@ def setup(
         devices=devices,
     )
     tx, schedule = make_optimizer(cfg.optimizer, schedule_steps or t.max_steps)
-    optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
+    optimizer = nnx.Optimizer(model, tx, wrt=trainable(cfg.model))
     # Commit the optimizer state to the mesh like the parameters: state left uncommitted
     # would make the first step compile for other shardings than every later step.
     nnx.update(optimizer, jax.device_put(nnx.state(optimizer), devices.replicated))

@@ -30,9 +30,12 @@ def loss_sums(model: nnx.Module, batch: Batch) -> tuple[jax.Array, jax.Array]:
     return jnp.sum(ce * weights), jnp.sum(weights)
 
 
-def _accumulate(model: nnx.Module, batch: Batch) -> tuple[Any, jax.Array, jax.Array]:
-    """Summed gradients, loss and token count over the micro-batch axis."""
-    graphdef, params, rest = nnx.split(model, nnx.Param, ...)  # type: ignore[misc]
+def _accumulate(
+    model: nnx.Module, batch: Batch, wrt: type[nnx.Variable]
+) -> tuple[Any, jax.Array, jax.Array]:
+    """Summed gradients (of the `wrt` variables), loss and token count over the
+    micro-batch axis."""
+    graphdef, params, rest = nnx.split(model, wrt, ...)  # type: ignore[misc]
 
     def micro(carry: tuple[Any, jax.Array, jax.Array], mb: Batch):
         grad_sum, loss_sum, count = carry
@@ -50,17 +53,27 @@ def _accumulate(model: nnx.Module, batch: Batch) -> tuple[Any, jax.Array, jax.Ar
     return grad_sum, loss_sum, count
 
 
-@nnx.jit(donate_argnums=(0, 1))
-def train_step(model: nnx.Module, optimizer: nnx.Optimizer, batch: Batch) -> dict[str, jax.Array]:
-    """One optimizer step. `finite` is False when the loss or the gradients hold a NaN or
-    an inf; the optimizer (wrapped in `optax.apply_if_finite`) then leaves the state as is."""
-    grad_sum, loss_sum, count = _accumulate(model, batch)
-    denom = jnp.maximum(count, 1.0)
-    grads = jax.tree.map(lambda g: g / denom, grad_sum)
-    optimizer.update(model, grads)
-    loss, grad_norm = loss_sum / denom, optax.tree.norm(grads)
-    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
-    return {"loss": loss, "grad_norm": grad_norm, "tokens": count, "finite": finite}
+def make_train_step(wrt: type[nnx.Variable]) -> Any:
+    """A compiled optimizer step that differentiates and updates the `wrt` variables only
+    (nnx.Param: every weight; nnx.LoRAParam: the adapters)."""
+
+    @nnx.jit(donate_argnums=(0, 1))
+    def step(model: nnx.Module, optimizer: nnx.Optimizer, batch: Batch) -> dict[str, jax.Array]:
+        grad_sum, loss_sum, count = _accumulate(model, batch, wrt)
+        denom = jnp.maximum(count, 1.0)
+        grads = jax.tree.map(lambda g: g / denom, grad_sum)
+        optimizer.update(model, grads)
+        loss, grad_norm = loss_sum / denom, optax.tree.norm(grads)
+        # False when the loss or the gradients hold a NaN or an inf; the optimizer
+        # (inside optax.apply_if_finite) then leaves the state as it was.
+        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+        return {"loss": loss, "grad_norm": grad_norm, "tokens": count, "finite": finite}
+
+    return step
+
+
+train_step = make_train_step(nnx.Param)
+lora_train_step = make_train_step(nnx.LoRAParam)
 
 
 @nnx.jit

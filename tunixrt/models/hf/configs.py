@@ -11,6 +11,7 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from tunixrt.errors import InputError
 from tunixrt.models.decoder import DecoderConfig
 
 HFConfig = Mapping[str, Any]
@@ -40,7 +41,7 @@ _HF_ACTIVATION = {"silu": "silu", "gelu": "gelu", "gelu_tanh": "gelu_pytorch_tan
 _RUNTIME_FIELDS = ("dtype", "param_dtype", "init_std", "remat")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(InputError, ValueError):
     """A Hugging Face folder that tunixrt cannot read or write, with the reason."""
 
 

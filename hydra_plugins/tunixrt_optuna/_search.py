@@ -1,0 +1,271 @@
+"""The search loop: ask optuna for a batch of trials, launch them as Hydra jobs, tell
+optuna each job's result, until the study holds `n_trials` COMPLETE trials.
+
+Resume: the study is loaded by name, COMPLETE trials count towards `n_trials`, and
+trials left RUNNING by a process that died are marked FAIL first. One sweeper process
+drives a study at a time. A trial's job number (its folder's prefix) is its trial
+number, so folders of a restarted search never clash with the earlier ones.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+from collections.abc import Sequence
+from contextlib import suppress
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import optuna
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.utils import JobReturn
+from hydra.errors import CompactHydraException
+from omegaconf import DictConfig, OmegaConf
+from optuna.trial import FrozenTrial, Trial, TrialState
+
+from tunixrt.registry.urls import mask_url
+
+from ._space import Param, SearchSpaceError, choice_param, parse_space
+from ._storage import open_study, storage_url
+
+if TYPE_CHECKING:
+    from .sweeper import TunixrtOptunaSweeper
+
+log = logging.getLogger("hydra_plugins.tunixrt_optuna")
+
+OVERRIDES_ATTR = "overrides"  # user attr: the job's full override list
+RUN_DIR_ATTR = "run_dir"  # user attr: the job's folder
+RESULTS_FILE = "optuna_results.yaml"
+NOT_IN_STUDY_NAME = ("launcher", "registry.url", "run.name", "run.resume")
+
+
+def split_arguments(arguments: Sequence[str], space: dict[str, Param]) -> tuple[list[str], dict]:
+    """Command-line overrides -> (fixed overrides for every trial, the search space).
+    `key=value` pins a searched key; `key=a,b` (or choice/range) searches it as a
+    categorical; other sweeps (interval, glob) belong in hydra.sweeper.params."""
+    space = dict(space)
+    fixed = []
+    overrides = OverridesParser.create().parse_overrides(list(arguments))
+    for text, override in zip(arguments, overrides, strict=True):
+        name = override.key_or_group
+        if not override.is_sweep_override():
+            fixed.append(text)
+            if space.pop(name, None) is not None:
+                log.info("%s is fixed by the command line: not searched", name)
+        elif override.is_discrete_sweep():
+            texts = list(override.sweep_string_iterator())
+            try:
+                space[name] = choice_param(name, texts, override.get_key_element())
+            except ValueError as err:
+                raise SearchSpaceError(f"{text}: {err}") from None
+        else:
+            raise SearchSpaceError(
+                f"{text}: the Optuna sweeper searches comma lists, choice() and range() from "
+                "the command line; give ranges in hydra.sweeper.params, e.g. "
+                f"'+hydra.sweeper.params.{name}=\"float(0.1, 0.5)\"'"
+            )
+    return fixed, space
+
+
+def default_study_name(config: DictConfig, arguments: Sequence[str]) -> str:
+    """Stable for the same command (overrides in any order), distinct for another one, so
+    two searches over different fixed settings never mix in one study. Overrides that
+    change only where or how the jobs run (NOT_IN_STUDY_NAME) leave the name as it is."""
+    preset = OmegaConf.select(config, "hydra.runtime.choices.hparams_search") or "optuna"
+    kept = [a for a in arguments if a.split("=", 1)[0].lstrip("+~") not in NOT_IN_STUDY_NAME]
+    digest = hashlib.sha256("\n".join(sorted(kept)).encode()).hexdigest()[:8]
+    return f"tunixrt-{preset}-{digest}"
+
+
+def run_search(sweeper: TunixrtOptunaSweeper, arguments: Sequence[str]) -> list[JobReturn]:
+    return _Search(sweeper, arguments).run()
+
+
+class _Search:
+    def __init__(self, sweeper: TunixrtOptunaSweeper, arguments: Sequence[str]) -> None:
+        assert sweeper.config is not None and sweeper.hydra_context is not None
+        assert sweeper.launcher is not None
+        self.sweeper, self.config, self.launcher = sweeper, sweeper.config, sweeper.launcher
+        self.loader = sweeper.hydra_context.config_loader
+        self.fixed, self.space = split_arguments(arguments, parse_space(sweeper.params))
+        if not self.space:
+            raise SearchSpaceError("nothing to search: hydra.sweeper.params is empty")
+        self.metric = OmegaConf.select(self.config, "optimized_metric", default="value")
+        self.study_name = sweeper.study_name or default_study_name(self.config, arguments)
+        registry_url = OmegaConf.select(self.config, "registry.url", default="auto")
+        self.storage = storage_url(sweeper.storage, registry_url)
+        self.sweep_dir = Path(str(self.config.hydra.sweep.dir))
+
+    def run(self) -> list[JobReturn]:
+        # A bad fixed override fails the command once, here, instead of every trial.
+        self.loader.load_sweep_config(self.config, list(self.fixed))
+        _route_optuna_logs()
+        study = open_study(self.storage, self.study_name, self.sweeper.direction)
+        _fail_stale(study)
+        seed = self.sweeper.seed
+        # Offset by the trials already asked, so a restart does not replay their points.
+        study.sampler = optuna.samplers.TPESampler(
+            seed=None if seed is None else seed + len(study.trials),
+            n_startup_trials=self.sweeper.n_startup_trials,
+        )
+        log.info(
+            "study %s in %s: %d of %d trials complete",
+            self.study_name,
+            mask_url(self.storage) if self.storage else "memory",
+            _count(study, TrialState.COMPLETE),
+            self.sweeper.n_trials,
+        )
+        self.sweep_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(self.config, self.sweep_dir / "multirun.yaml")
+        returns = self._loop(study)
+        self._finish(study)
+        return returns
+
+    def _loop(self, study: optuna.Study) -> list[JobReturn]:
+        returns: list[JobReturn] = []
+        max_failures = self.sweeper.max_failures
+        limit = self.sweeper.n_trials if max_failures is None else max_failures
+        failures = 0
+        while (done := _count(study, TrialState.COMPLETE)) < self.sweeper.n_trials:
+            if failures > limit:
+                raise CompactHydraException(
+                    f"{failures} trials of study {self.study_name} failed in this run, more "
+                    f"than hydra.sweeper.max_failures={limit}; see the trials' errors above"
+                )
+            size = min(self.sweeper.n_jobs, self.sweeper.n_trials - done)
+            trials = [self._ask(study) for _ in range(size)]
+            for trial, outcome in self._launch(study, trials, returns):
+                failures += outcome is None
+                self._tell(study, trial, outcome)
+        return returns
+
+    def _ask(self, study: optuna.Study) -> Trial:
+        trial = study.ask({name: p.distribution for name, p in self.space.items()})
+        sampled = [p.override(trial.params[name]) for name, p in self.space.items()]
+        trial.set_user_attr(OVERRIDES_ATTR, [*self.fixed, *sampled])
+        return trial
+
+    def _launch(
+        self, study: optuna.Study, trials: list[Trial], returns: list[JobReturn]
+    ) -> list[tuple[Trial, float | None]]:
+        """Launch the trials whose config composes; [(trial, value or None)]."""
+        outcomes: list[tuple[Trial, float | None]] = []
+        runnable = []
+        for trial in trials:
+            try:
+                self.loader.load_sweep_config(self.config, _overrides(trial))
+                runnable.append(trial)
+            except Exception as err:
+                log.error("trial %d: its config does not compose: %s", trial.number, err)
+                outcomes.append((trial, None))
+        try:
+            for group in _consecutive(runnable):
+                batch = [_overrides(t) for t in group]
+                results = self.launcher.launch(batch, initial_job_idx=group[0].number)
+                returns.extend(results)
+                outcomes.extend((t, self._value(t, r)) for t, r in zip(group, results, strict=True))
+        except BaseException:
+            # Ctrl-C, a preempted job's SystemExit: record the batch as failed, then stop.
+            told = {t.number for t, _ in outcomes}
+            with suppress(Exception):
+                for trial in runnable:
+                    if trial.number not in told:
+                        study.tell(trial, state=TrialState.FAIL)
+                        log.warning("trial %d FAIL: interrupted", trial.number)
+                for trial, value in outcomes:
+                    self._tell(study, trial, value)
+            raise
+        return outcomes
+
+    def _value(self, trial: Trial, ret: JobReturn) -> float | None:
+        run_dir = ret.hydra_cfg and OmegaConf.select(ret.hydra_cfg, "hydra.runtime.output_dir")
+        if run_dir:
+            trial.set_user_attr(RUN_DIR_ATTR, str(run_dir))
+        try:
+            value = ret.return_value
+        except Exception as err:
+            log.error("trial %d: the job raised %s: %s", trial.number, type(err).__name__, err)
+            return None
+        if value is None:
+            log.error("trial %d: the job failed (no %s); see its log", trial.number, self.metric)
+            return None
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = math.nan
+        if not math.isfinite(number):
+            log.error("trial %d: %s=%r is not a finite number", trial.number, self.metric, value)
+            return None
+        return number
+
+    def _tell(self, study: optuna.Study, trial: Trial, value: float | None) -> None:
+        sampled = " ".join(p.override(trial.params[n]) for n, p in self.space.items())
+        if value is None:
+            study.tell(trial, state=TrialState.FAIL)
+            log.info("trial %d FAIL: %s", trial.number, sampled)
+            return
+        study.tell(trial, value)
+        log.info("trial %d COMPLETE %s=%.6g: %s", trial.number, self.metric, value, sampled)
+
+    def _finish(self, study: optuna.Study) -> None:
+        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        summary: dict[str, Any] = {
+            "study_name": self.study_name,
+            "storage": mask_url(self.storage) if self.storage else None,
+            "direction": self.sweeper.direction,
+            "metric": self.metric,
+            "complete": len(complete),
+            "failed": _count(study, TrialState.FAIL),
+        }
+        if complete:
+            best = study.best_trial
+            summary["best"] = _describe(best)
+            log.info("best: trial %d %s=%.6g %s", best.number, self.metric, best.value, best.params)
+        OmegaConf.save(OmegaConf.create(summary), self.sweep_dir / RESULTS_FILE)
+
+
+def _describe(trial: FrozenTrial) -> dict[str, Any]:
+    return {
+        "number": trial.number,
+        "value": trial.value,
+        "params": dict(trial.params),
+        "overrides": _overrides(trial),
+        "run_dir": trial.user_attrs.get(RUN_DIR_ATTR),
+    }
+
+
+def _overrides(trial: Trial | FrozenTrial) -> list[str]:
+    return list(trial.user_attrs[OVERRIDES_ATTR])
+
+
+def _count(study: optuna.Study, state: TrialState) -> int:
+    return len(study.get_trials(deepcopy=False, states=(state,)))
+
+
+def _fail_stale(study: optuna.Study) -> None:
+    """Trials still RUNNING belong to a sweeper that died (SIGKILL, a lost node)."""
+    stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    for trial in stale:
+        study.tell(trial.number, state=TrialState.FAIL)
+    if stale:
+        numbers = ", ".join(str(t.number) for t in stale)
+        log.warning("marked trials left running by an earlier sweep as failed: %s", numbers)
+
+
+def _consecutive(trials: list[Trial]) -> list[list[Trial]]:
+    """Runs of consecutive trial numbers: one launch each, its job numbers = trial numbers."""
+    groups: list[list[Trial]] = []
+    for trial in trials:
+        if groups and groups[-1][-1].number + 1 == trial.number:
+            groups[-1].append(trial)
+        else:
+            groups.append([trial])
+    return groups
+
+
+def _route_optuna_logs() -> None:
+    """Optuna's messages through Hydra's logging (console and the sweep's log) rather
+    than optuna's own stderr handler."""
+    optuna.logging.disable_default_handler()
+    optuna.logging.enable_propagation()

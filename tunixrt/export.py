@@ -1,0 +1,104 @@
+"""`tunixrt export`: a run's checkpoint as a Hugging Face folder that transformers loads.
+
+The model is rebuilt from the config stored in the checkpoint (a pretrained model is
+read again from its `model.path`, since a LoRA run's checkpoint is merged into it), the
+checkpoint's weights are put in, and `save_pretrained` writes config.json, safetensors
+(adapters merged) and the tokenizer.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from pathlib import Path
+
+import jax.numpy as jnp
+from flax import nnx
+from omegaconf import OmegaConf
+
+from tunixrt.checkpoint import Checkpointer, load_train_state
+from tunixrt.config import ConfigError, DeviceConfig, Platform, TrainConfig, validate
+from tunixrt.data.pipeline import load_tokenizer
+from tunixrt.data.tokenize import TextTokenizer
+from tunixrt.devices import setup_devices
+from tunixrt.models.factory import build_model
+from tunixrt.models.hf import save_pretrained
+
+log = logging.getLogger(__name__)
+
+
+def locate(target: str, registry_url: str | None = None) -> tuple[Path, int | None]:
+    """(checkpoints folder, step or None for the newest) of a run folder, a checkpoint
+    step folder (RUN/checkpoints/STEP) or a registered run id."""
+    path = Path(target)
+    if (path / "checkpoints").is_dir():
+        return path / "checkpoints", None
+    if path.is_dir() and path.name.isdigit() and (path / "meta").exists():
+        return path.parent, int(path.name)
+    if path.exists():
+        raise ConfigError(
+            f"{path}: neither a run folder (with checkpoints/) nor a "
+            "checkpoint step folder (RUN/checkpoints/STEP)"
+        )
+    from tunixrt.registry import Registry, get_run
+    from tunixrt.registry.urls import cli_url
+
+    with Registry.open(cli_url(registry_url), create=False) as registry:
+        run = get_run(registry, target)
+    return Path(run.checkpoint_dir or Path(run.run_dir) / "checkpoints"), None
+
+
+def _config(meta: dict) -> TrainConfig:
+    merged = OmegaConf.merge(OmegaConf.structured(TrainConfig), meta["config"])
+    return validate(merged)  # type: ignore[arg-type]
+
+
+def _tunixrt_tokenizer_dir(tok: TextTokenizer, source: str, folder: Path) -> Path:
+    """The bundled tokenizer as transformers expects it: tokenizer.json plus a
+    tokenizer_config.json naming the special tokens."""
+    (folder / "tokenizer.json").write_bytes(Path(source).read_bytes())
+    config = {
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "bos_token": "<|bos|>",
+        "eos_token": "<|eos|>",
+        "pad_token": "<|pad|>",
+        "model_max_length": 1 << 30,
+    }
+    (folder / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n")
+    ids = {"bos_token_id": tok.bos_id, "eos_token_id": tok.eos_id, "pad_token_id": tok.pad_id}
+    (folder / "config.json").write_text(json.dumps(ids) + "\n")
+    return folder
+
+
+def export(
+    target: str, out: str | Path, *, step: int | None = None, registry_url: str | None = None
+) -> Path:
+    ckdir, found = locate(target, registry_url)
+    ck = Checkpointer(ckdir, every_steps=0, keep=1 << 30, read_only=True)
+    steps = ck.steps()
+    step = step if step is not None else found if found is not None else max(steps, default=-1)
+    if step not in steps:
+        raise ConfigError(f"{ckdir}: no checkpoint of step {step} (have: {steps})")
+    cfg = _config(ck.read_meta(step))
+    devices = setup_devices(DeviceConfig(platform=Platform.auto))
+    tok = load_tokenizer(cfg.dataset, cfg.model.path)
+    model = build_model(
+        cfg.model,
+        vocab_size=tok.vocab_size,
+        dtype=jnp.dtype("float32"),
+        seed=cfg.seed,
+        devices=devices,
+    )
+    arrays = ck.restore_model(step, nnx.to_pure_dict(nnx.state(model)))
+    load_train_state(model, None, {"model": arrays})
+    ck.close()
+    with tempfile.TemporaryDirectory() as tmp:
+        if isinstance(tok, TextTokenizer):
+            assert cfg.dataset.tokenizer is not None
+            tokenizer_dir = _tunixrt_tokenizer_dir(tok, cfg.dataset.tokenizer, Path(tmp))
+        else:
+            tokenizer_dir = Path(str(cfg.model.path))
+        written = save_pretrained(model, out, tokenizer_dir=tokenizer_dir)
+    log.info("exported step %d of %s to %s", step, ckdir, written)
+    return written

@@ -1,4 +1,4 @@
-"""`tunixrt`: subcommands around training (`bench`, `runs`, `db`; export, eval to come)."""
+"""`tunixrt`: subcommands around training: `bench`, `export`, `runs`, `db`."""
 
 from __future__ import annotations
 

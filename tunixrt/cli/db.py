@@ -65,6 +65,23 @@ def _upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    import json
+
+    from tunixrt.registry.bench import bench_registry
+
+    result = bench_registry(
+        args.registry, runs=args.runs, steps=args.steps, processes=args.processes
+    )
+    if args.json:
+        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+    else:
+        for key, value in result.items():
+            shown = f"{value:,.1f}" if isinstance(value, float) else str(value)
+            sys.stdout.write(f"{key:<32} {shown}\n")
+    return 0
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     db = sub.add_parser(
         "db",
@@ -78,3 +95,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = cmds.add_parser("upgrade", parents=[common], help="migrate the database to the code's")
     p.add_argument("--revision", default="head", help="target revision (default head)")
     p.set_defaults(func=fail_cleanly(_upgrade))
+    p = cmds.add_parser(
+        "bench",
+        help="rows and metric points written per second (writes throwaway runs)",
+        description="Measure registry throughput. It writes throwaway runs, so give "
+        "--registry a scratch database; without it, a temporary SQLite file is used.",
+    )
+    p.add_argument("--registry", metavar="URL", help="a scratch database (default: temp SQLite)")
+    p.add_argument("--runs", type=int, default=200, help="run rows to create (default 200)")
+    p.add_argument("--steps", type=int, default=500, help="log calls per run (default 500)")
+    p.add_argument("--processes", type=int, default=8, help="concurrent writers (default 8)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=fail_cleanly(_bench))

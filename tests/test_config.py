@@ -4,14 +4,12 @@ name the key, the value and what is allowed."""
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 
 import pytest
 from hydra.errors import ConfigCompositionException
 from omegaconf.errors import ValidationError
 
-from tests.conftest import ROOT, compose_train
+from tests.conftest import ROOT, compose_train, run_train
 from tunixrt.config import ConfigError, OptimizerName, Platform, TrainConfig, validate
 
 OPTIONS = {
@@ -116,27 +114,17 @@ def test_out_of_range_values_fail_on_validation_naming_the_key(override, key):
     assert key in str(err.value) and override.split("=")[1] in str(err.value)
 
 
-def _train_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "train.py"), *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=ROOT,
-    )
-
-
 def test_cli_help_and_cfg_job():
-    helped = _train_cli("--help")
+    helped = run_train("--help")
     assert helped.returncode == 0 and "tunixrt-train" in helped.stdout
     assert "optimizer: adafactor, adamw, lion, sgd" in helped.stdout
-    shown = _train_cli("--cfg", "job", "optimizer=lion", "optimizer.lr=1e-4")
+    shown = run_train("--cfg", "job", "optimizer=lion", "optimizer.lr=1e-4")
     assert shown.returncode == 0, shown.stderr
     assert "name: lion" in shown.stdout and "lr: 0.0001" in shown.stdout
 
 
 def test_cli_bad_override_exits_nonzero_with_the_key():
-    bad = _train_cli("optimizer.lr=abc")
+    bad = run_train("optimizer.lr=abc")
     assert bad.returncode != 0 and "optimizer.lr" in bad.stderr
 
 

@@ -131,18 +131,15 @@ def _encoded(tok, n, seed=0):
     ]
 
 
+def batches(tok, examples, **options) -> BatchIterator:
+    """A BatchIterator with this module's usual settings; `options` override them."""
+    kwargs = dict(rows=2, seq_len=32, pad_id=tok.pad_id, pack=True, loss_on_prompt=False, seed=0)
+    return BatchIterator(examples, **(kwargs | options))
+
+
 def test_padded_batches_shift_targets_and_weight_completion_only(tok):
     examples = _encoded(tok, 4)
-    it = BatchIterator(
-        examples,
-        rows=2,
-        seq_len=32,
-        pad_id=tok.pad_id,
-        pack=False,
-        loss_on_prompt=False,
-        seed=0,
-        shuffle=False,
-    )
+    it = batches(tok, examples, pack=False, shuffle=False)
     batch = next(it)
     ex = examples[0]
     n = len(ex) - 1
@@ -156,16 +153,7 @@ def test_padded_batches_shift_targets_and_weight_completion_only(tok):
 
 def test_packing_keeps_examples_whole_and_restarts_positions(tok):
     examples = _encoded(tok, 20)
-    it = BatchIterator(
-        examples,
-        rows=3,
-        seq_len=48,
-        pad_id=tok.pad_id,
-        pack=True,
-        loss_on_prompt=False,
-        seed=0,
-        shuffle=False,
-    )
+    it = batches(tok, examples, rows=3, seq_len=48, shuffle=False)
     batch = next(it)
     seg, pos = batch["segment_ids"][0], batch["positions"][0]
     assert seg.max() >= 2  # several examples share the row
@@ -177,9 +165,7 @@ def test_packing_keeps_examples_whole_and_restarts_positions(tok):
 
 def test_loss_on_prompt_weights_every_real_token(tok):
     examples = _encoded(tok, 4)
-    it = BatchIterator(
-        examples, rows=2, seq_len=32, pad_id=tok.pad_id, pack=True, loss_on_prompt=True, seed=0
-    )
+    it = batches(tok, examples, loss_on_prompt=True)
     batch = next(it)
     np.testing.assert_array_equal(batch["weights"] > 0, batch["segment_ids"] > 0)
 
@@ -188,15 +174,7 @@ def test_shuffle_is_deterministic_by_seed_and_restorable(tok):
     examples = _encoded(tok, 30)
 
     def make(seed):
-        return BatchIterator(
-            examples,
-            rows=2,
-            seq_len=40,
-            pad_id=tok.pad_id,
-            pack=True,
-            loss_on_prompt=False,
-            seed=seed,
-        )
+        return batches(tok, examples, seq_len=40, seed=seed)
 
     a, b, c = make(1), make(1), make(2)
     first = [next(a)["inputs"] for _ in range(12)]  # crosses an epoch boundary
@@ -215,8 +193,8 @@ def test_shuffle_is_deterministic_by_seed_and_restorable(tok):
 
 def test_fixed_batches_make_one_pass(tok):
     examples = _encoded(tok, 5)
-    batches = fixed_batches(
+    fixed = fixed_batches(
         examples, count=10, rows=2, seq_len=32, pad_id=tok.pad_id, pack=False, loss_on_prompt=False
     )
-    assert len(batches) == 3  # 5 examples, 2 rows each, last row empty
-    assert batches[-1]["segment_ids"][1].sum() == 0
+    assert len(fixed) == 3  # 5 examples, 2 rows each, last row empty
+    assert fixed[-1]["segment_ids"][1].sum() == 0

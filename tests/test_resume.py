@@ -3,11 +3,8 @@ and started again ends bit-identical to one that never stopped."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import jax
@@ -15,7 +12,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from tests.conftest import ROOT, compose_train, read_scalars
+from tests.conftest import compose_train, kill_when, read_scalars, start_train
 from tunixrt.config import ConfigError
 from tunixrt.train import loop
 from tunixrt.train.loop import NonFiniteError, train
@@ -70,15 +67,7 @@ def reference(tmp_path_factory, cache) -> Path:
 
 
 def cli(run_dir: Path, args: list[str]) -> subprocess.Popen[str]:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen(
-        [sys.executable, str(ROOT / "scripts" / "train.py"), *args, f"hydra.run.dir={run_dir}"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        cwd=ROOT,
-        env=env,
-    )
+    return start_train(*args, f"hydra.run.dir={run_dir}")
 
 
 def test_clean_stop_then_longer_run(tmp_path, cache, reference):
@@ -108,13 +97,7 @@ def test_sigterm_saves_exits_nonzero_and_resumes(tmp_path, cache, reference):
 
 
 def test_sigkill_loses_only_steps_after_the_last_checkpoint(tmp_path, cache, reference):
-    proc = cli(tmp_path, overrides(cache))
-    deadline = time.monotonic() + 120
-    while not (tmp_path / "checkpoints" / "12").is_dir():
-        assert proc.poll() is None and time.monotonic() < deadline
-        time.sleep(0.02)
-    proc.kill()
-    proc.wait(timeout=30)
+    kill_when(cli(tmp_path, overrides(cache)), tmp_path / "checkpoints" / "12")
     logged = [s for s, _ in losses(tmp_path)]
     result = train(compose_train(overrides(cache)), run_dir=tmp_path)
     assert result.resumed_from is not None and result.resumed_from >= 12

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from tests.conftest import ROOT
+from tests.conftest import run_train
 from tunixrt.cli.main import main as tunixrt_cli
 from tunixrt.registry import Registry, get_run, list_runs, swept
 from tunixrt.registry.models import Sweep
@@ -22,21 +21,8 @@ FAST = ["debug=fast", "trainer.max_steps=3", "trainer.eval_every=3", "checkpoint
 
 def multirun(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     url = f"sqlite:///{tmp_path / 'registry.db'}"
-    return subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "scripts" / "train.py"),
-            "-m",
-            *FAST,
-            *args,
-            f"registry.url='{url}'",
-            f"hydra.sweep.dir={tmp_path / 'sweep'}",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=ROOT,
-    )
+    sweep = f"hydra.sweep.dir={tmp_path / 'sweep'}"
+    return run_train("-m", *FAST, *args, f"registry.url='{url}'", sweep, timeout=600)
 
 
 def hparams_records(tb_dir: Path) -> dict[str, object]:

@@ -3,8 +3,6 @@ back with TensorBoard's reader, and its checkpoint restored with orbax."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import jax
@@ -13,7 +11,7 @@ import orbax.checkpoint as ocp
 import pytest
 from flax import nnx
 
-from tests.conftest import ROOT, compose_train, read_scalars
+from tests.conftest import compose_train, read_scalars, run_train
 from tunixrt.config import validate
 from tunixrt.data.pipeline import load_data
 from tunixrt.devices import setup_devices
@@ -34,13 +32,7 @@ OVERRIDES = [
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("run") / "debug_fast"
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "train.py"), *OVERRIDES, f"hydra.run.dir={out}"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=ROOT,
-    )
+    proc = run_train(*OVERRIDES, f"hydra.run.dir={out}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert f"run folder:  {out}" in proc.stdout
     return out
@@ -104,20 +96,7 @@ def test_bad_data_fails_before_compiling_with_file_and_line(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"prompt": "a", "completion": "b"}\n{"completion": "c"}\n', encoding="utf-8")
     out = tmp_path / "run"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "scripts" / "train.py"),
-            "debug=fast",
-            "dataset=jsonl",
-            f"dataset.path={bad}",
-            f"hydra.run.dir={out}",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=ROOT,
-    )
+    proc = run_train("debug=fast", "dataset=jsonl", f"dataset.path={bad}", f"hydra.run.dir={out}")
     assert proc.returncode == 2
     assert f"{bad}:2: missing key 'prompt'" in proc.stdout + proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr

@@ -5,15 +5,20 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
-from tests.conftest import ROOT, compose_train, read_scalars, write_jsonl
+from tests.conftest import (
+    compose_train,
+    kill_when,
+    read_scalars,
+    run_train,
+    start_train,
+    write_jsonl,
+)
 from tunixrt.data import DataError
 from tunixrt.registry import Registry, get_run, list_runs
 from tunixrt.registry.models import MetricPoint
@@ -104,26 +109,9 @@ def test_signal_is_recorded_as_preempted(registry_url, tmp_path, monkeypatch):
 
 def test_sigkilled_run_shows_as_lost(registry_url, tmp_path):
     out = tmp_path / "run"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            str(ROOT / "scripts" / "train.py"),
-            "debug=fast",
-            "trainer.max_steps=400",
-            "checkpoint.every_steps=2",
-            f"registry.url='{registry_url}'",
-            f"hydra.run.dir={out}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        cwd=ROOT,
-    )
-    deadline = time.monotonic() + 120
-    while not (out / "checkpoints" / "2").is_dir():
-        assert proc.poll() is None and time.monotonic() < deadline
-        time.sleep(0.05)
-    proc.kill()
-    proc.wait(timeout=30)
+    args = ["debug=fast", "trainer.max_steps=400", "checkpoint.every_steps=2"]
+    proc = start_train(*args, f"registry.url='{registry_url}'", f"hydra.run.dir={out}", quiet=True)
+    kill_when(proc, out / "checkpoints" / "2")
     assert the_run(registry_url, out).status == "running"  # its heartbeat is fresh
     time.sleep(1.5)
     assert the_run(registry_url, out, lost_after_s=1.0).status == "lost"
@@ -135,19 +123,7 @@ def test_password_never_written(pg_database, tmp_path):
     secret = "s3cr3t-pw"
     url = pg_url(pg_database, password=secret)
     out = tmp_path / "run"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "scripts" / "train.py"),
-            *FAST,
-            f"registry.url='{url}'",
-            f"hydra.run.dir={out}",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=ROOT,
-    )
+    proc = run_train(*FAST, f"registry.url='{url}'", f"hydra.run.dir={out}")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert secret not in proc.stdout + proc.stderr
     for path in out.rglob("*"):

@@ -197,6 +197,18 @@ def _normal(cfg: DecoderConfig):
     return nnx.initializers.normal(stddev=cfg.init_std)
 
 
+def _embed(cfg: DecoderConfig, rows: int, rngs: nnx.Rngs) -> nnx.Embed:
+    """A [rows, dim] table: token embeddings (rows = vocab) or learned positions."""
+    return nnx.Embed(
+        rows,
+        cfg.dim,
+        dtype=jnp.dtype(cfg.dtype),
+        param_dtype=jnp.dtype(cfg.param_dtype),
+        embedding_init=_normal(cfg),
+        rngs=rngs,
+    )
+
+
 def _linear(
     cfg: DecoderConfig, d_in: int, d_out: int, rngs: nnx.Rngs, *, bias: bool = False
 ) -> nnx.Linear:
@@ -410,26 +422,8 @@ class Decoder(nnx.Module):
 
     def __init__(self, cfg: DecoderConfig, *, rngs: nnx.Rngs):
         self.cfg = cfg
-        self.embed = nnx.Embed(
-            cfg.vocab_size,
-            cfg.dim,
-            dtype=jnp.dtype(cfg.dtype),
-            param_dtype=jnp.dtype(cfg.param_dtype),
-            embedding_init=_normal(cfg),
-            rngs=rngs,
-        )
-        self.pos_embed = (
-            nnx.Embed(
-                cfg.max_seq_len,
-                cfg.dim,
-                dtype=jnp.dtype(cfg.dtype),
-                param_dtype=jnp.dtype(cfg.param_dtype),
-                embedding_init=_normal(cfg),
-                rngs=rngs,
-            )
-            if cfg.position == "learned"
-            else None
-        )
+        self.embed = _embed(cfg, cfg.vocab_size, rngs)
+        self.pos_embed = _embed(cfg, cfg.max_seq_len, rngs) if cfg.position == "learned" else None
         self.layers = nnx.List(
             [Block(cfg, sliding=cfg.is_sliding(i), rngs=rngs) for i in range(cfg.n_layers)]
         )

@@ -15,12 +15,14 @@ import math
 from collections.abc import Sequence
 from contextlib import suppress
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import optuna
+from hydra.core.config_loader import ConfigLoader
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn
 from hydra.errors import CompactHydraException
+from hydra.plugins.launcher import Launcher
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import FrozenTrial, Trial, TrialState
 
@@ -28,9 +30,7 @@ from tunixrt.registry.urls import mask_url
 
 from ._space import Param, SearchSpaceError, choice_param, parse_space
 from ._storage import open_study, storage_url
-
-if TYPE_CHECKING:
-    from .sweeper import TunixrtOptunaSweeper
+from .config import SearchSettings
 
 log = logging.getLogger("hydra_plugins.tunixrt_optuna")
 
@@ -78,43 +78,56 @@ def default_study_name(config: DictConfig, arguments: Sequence[str]) -> str:
     return f"tunixrt-{preset}-{digest}"
 
 
-def run_search(sweeper: TunixrtOptunaSweeper, arguments: Sequence[str]) -> list[JobReturn]:
-    return _Search(sweeper, arguments).run()
+def run_search(
+    settings: SearchSettings,
+    *,
+    config: DictConfig,
+    loader: ConfigLoader,
+    launcher: Launcher,
+    arguments: Sequence[str],
+) -> list[JobReturn]:
+    """One search: `config` is the sweep's config, `loader` composes each trial's config
+    from it, `launcher` runs the trials, `arguments` are the command-line overrides."""
+    return _Search(settings, config, loader, launcher, arguments).run()
 
 
 class _Search:
-    def __init__(self, sweeper: TunixrtOptunaSweeper, arguments: Sequence[str]) -> None:
-        assert sweeper.config is not None and sweeper.hydra_context is not None
-        assert sweeper.launcher is not None
-        self.sweeper, self.config, self.launcher = sweeper, sweeper.config, sweeper.launcher
-        self.loader = sweeper.hydra_context.config_loader
-        self.fixed, self.space = split_arguments(arguments, parse_space(sweeper.params))
+    def __init__(
+        self,
+        settings: SearchSettings,
+        config: DictConfig,
+        loader: ConfigLoader,
+        launcher: Launcher,
+        arguments: Sequence[str],
+    ) -> None:
+        self.settings, self.config, self.loader, self.launcher = settings, config, loader, launcher
+        self.fixed, self.space = split_arguments(arguments, parse_space(settings.params))
         if not self.space:
             raise SearchSpaceError("nothing to search: hydra.sweeper.params is empty")
-        self.metric = OmegaConf.select(self.config, "optimized_metric", default="value")
-        self.study_name = sweeper.study_name or default_study_name(self.config, arguments)
-        registry_url = OmegaConf.select(self.config, "registry.url", default="auto")
-        self.storage = storage_url(sweeper.storage, registry_url)
+        self.metric = OmegaConf.select(config, "optimized_metric", default="value")
+        self.study_name = settings.study_name or default_study_name(config, arguments)
+        registry_url = OmegaConf.select(config, "registry.url", default="auto")
+        self.storage = storage_url(settings.storage, registry_url)
         self.sweep_dir = Path(str(self.config.hydra.sweep.dir))
 
     def run(self) -> list[JobReturn]:
         # A bad fixed override fails the command once, here, instead of every trial.
         self.loader.load_sweep_config(self.config, list(self.fixed))
         _route_optuna_logs()
-        study = open_study(self.storage, self.study_name, self.sweeper.direction)
+        study = open_study(self.storage, self.study_name, self.settings.direction)
         _fail_stale(study)
-        seed = self.sweeper.seed
+        seed = self.settings.seed
         # Offset by the trials already asked, so a restart does not replay their points.
         study.sampler = optuna.samplers.TPESampler(
             seed=None if seed is None else seed + len(study.trials),
-            n_startup_trials=self.sweeper.n_startup_trials,
+            n_startup_trials=self.settings.n_startup_trials,
         )
         log.info(
             "study %s in %s: %d of %d trials complete",
             self.study_name,
             mask_url(self.storage) if self.storage else "memory",
             _count(study, TrialState.COMPLETE),
-            self.sweeper.n_trials,
+            self.settings.n_trials,
         )
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, self.sweep_dir / "multirun.yaml")
@@ -124,16 +137,16 @@ class _Search:
 
     def _loop(self, study: optuna.Study) -> list[JobReturn]:
         returns: list[JobReturn] = []
-        max_failures = self.sweeper.max_failures
-        limit = self.sweeper.n_trials if max_failures is None else max_failures
+        n_trials, max_failures = self.settings.n_trials, self.settings.max_failures
+        limit = n_trials if max_failures is None else max_failures
         failures = 0
-        while (done := _count(study, TrialState.COMPLETE)) < self.sweeper.n_trials:
+        while (done := _count(study, TrialState.COMPLETE)) < n_trials:
             if failures > limit:
                 raise CompactHydraException(
                     f"{failures} trials of study {self.study_name} failed in this run, more "
                     f"than hydra.sweeper.max_failures={limit}; see the trials' errors above"
                 )
-            size = min(self.sweeper.n_jobs, self.sweeper.n_trials - done)
+            size = min(self.settings.n_jobs, n_trials - done)
             trials = [self._ask(study) for _ in range(size)]
             for trial, outcome in self._launch(study, trials, returns):
                 failures += outcome is None
@@ -213,7 +226,7 @@ class _Search:
         summary: dict[str, Any] = {
             "study_name": self.study_name,
             "storage": mask_url(self.storage) if self.storage else None,
-            "direction": self.sweeper.direction,
+            "direction": self.settings.direction,
             "metric": self.metric,
             "complete": len(complete),
             "failed": _count(study, TrialState.FAIL),

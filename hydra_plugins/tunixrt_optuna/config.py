@@ -1,4 +1,5 @@
-"""The sweeper's config schema, registered as `hydra/sweeper=tunixrt_optuna`.
+"""The sweeper's config schema, registered as `hydra/sweeper=tunixrt_optuna`, and the
+checked settings a search reads (SearchSettings).
 
 No `from __future__ import annotations` here: Hydra's plugin scan runs this module
 before it is in sys.modules, where dataclasses cannot resolve string annotations.
@@ -6,14 +7,18 @@ before it is in sys.modules, where dataclasses cannot resolve string annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, Self, cast
 
 from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
 
 
 class Direction(enum.Enum):
     minimize = "minimize"
     maximize = "maximize"
+
+
+DirectionName = Literal["minimize", "maximize"]  # a Direction's value, as optuna takes it
 
 
 @dataclass
@@ -43,3 +48,62 @@ class OptunaSweeperConf:
 ConfigStore.instance().store(
     group="hydra/sweeper", name="tunixrt_optuna", node=OptunaSweeperConf, provider="tunixrt"
 )
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """The user's `hydra.sweeper` settings, checked once when the sweeper is built, as
+    plain values: a search reads these and never the sweeper."""
+
+    n_trials: int
+    n_jobs: int
+    direction: DirectionName
+    study_name: str | None
+    storage: str | None
+    max_failures: int | None
+    seed: int | None
+    n_startup_trials: int
+    params: dict[str, Any]
+
+    def __post_init__(self) -> None:
+        for key, value in (("n_trials", self.n_trials), ("n_jobs", self.n_jobs)):
+            if value < 1:
+                raise ValueError(f"hydra.sweeper.{key}={value}: expected a positive integer")
+        if self.max_failures is not None and self.max_failures < 0:
+            raise ValueError(
+                f"hydra.sweeper.max_failures={self.max_failures}: expected >= 0 or null"
+            )
+        Direction(self.direction)  # any other string: a ValueError that names it
+
+    @classmethod
+    def from_hydra(
+        cls,
+        *,
+        n_trials: int,
+        n_jobs: int,
+        direction: Direction | str,
+        study_name: str | None,
+        storage: str | None,
+        max_failures: int | None,
+        sampler: Any,
+        params: Any,
+    ) -> Self:
+        """From OptunaSweeperConf's fields as Hydra instantiates them: the direction as
+        the enum or its string, the sampler and params as DictConfig nodes."""
+        return cls(
+            n_trials=n_trials,
+            n_jobs=n_jobs,
+            direction=cast(DirectionName, getattr(direction, "value", direction)),
+            study_name=study_name,
+            storage=storage,
+            max_failures=max_failures,
+            seed=sampler.seed,
+            n_startup_trials=sampler.n_startup_trials,
+            params=_plain(params),
+        )
+
+
+def _plain(params: Any) -> dict[str, Any]:
+    if isinstance(params, DictConfig):
+        params = OmegaConf.to_container(params, resolve=True)
+    return dict(params or {})

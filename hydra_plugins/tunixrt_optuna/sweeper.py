@@ -8,44 +8,26 @@ the run's `optimized_metric`, to optuna.
 
 from __future__ import annotations
 
-from typing import Any, Literal, cast
+from typing import Any
 
 from hydra.core.plugins import Plugins
 from hydra.core.utils import JobReturn
+from hydra.plugins.launcher import Launcher
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from .config import Direction
+from .config import SearchSettings
 
 
 class TunixrtOptunaSweeper(Sweeper):
-    def __init__(
-        self,
-        n_trials: int,
-        n_jobs: int,
-        direction: Direction | str,
-        study_name: str | None,
-        storage: str | None,
-        max_failures: int | None,
-        sampler: Any,
-        params: Any,
-    ) -> None:
-        for key, value in (("n_trials", n_trials), ("n_jobs", n_jobs)):
-            if value < 1:
-                raise ValueError(f"hydra.sweeper.{key}={value}: expected a positive integer")
-        if max_failures is not None and max_failures < 0:
-            raise ValueError(f"hydra.sweeper.max_failures={max_failures}: expected >= 0 or null")
-        self.n_trials, self.n_jobs, self.max_failures = n_trials, n_jobs, max_failures
-        name = Direction(getattr(direction, "value", direction)).value
-        self.direction = cast(Literal["minimize", "maximize"], name)
-        self.study_name, self.storage = study_name, storage
-        self.seed: int | None = sampler.seed
-        self.n_startup_trials: int = sampler.n_startup_trials
-        self.params: dict[str, Any] = _plain(params)
+    def __init__(self, **settings: Any) -> None:
+        # hydra.sweeper's keys (OptunaSweeperConf), checked here so a bad setting fails
+        # when Hydra builds the sweeper, before setup.
+        self.settings = SearchSettings.from_hydra(**settings)
         self.hydra_context: HydraContext | None = None
         self.config: DictConfig | None = None
-        self.launcher = None
+        self.launcher: Launcher | None = None
 
     def setup(
         self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
@@ -65,10 +47,13 @@ class TunixrtOptunaSweeper(Sweeper):
             ) from err
         from ._search import run_search
 
-        return run_search(self, arguments)
-
-
-def _plain(params: Any) -> dict[str, Any]:
-    if isinstance(params, DictConfig):
-        params = OmegaConf.to_container(params, resolve=True)
-    return dict(params or {})
+        # Hydra calls setup() before sweep().
+        assert self.hydra_context is not None and self.config is not None
+        assert self.launcher is not None
+        return run_search(
+            self.settings,
+            config=self.config,
+            loader=self.hydra_context.config_loader,
+            launcher=self.launcher,
+            arguments=arguments,
+        )

@@ -6,7 +6,7 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.util.tensor_util import make_ndarray
 
-from tests.conftest import read_scalars
+from tests.helpers.tensorboard import read_scalars
 from tunixrt.tensorboard import TensorBoardWriter
 
 
@@ -50,3 +50,24 @@ def test_truncate_after_drops_later_steps_and_keeps_the_rest(tmp_path):
         (7, 70.0),
         (8, 80.0),
     ]
+
+
+def test_a_resumed_writer_sorts_after_the_kept_events_whatever_its_counter(tmp_path):
+    """TensorBoard reads a folder's files in name order; a writer whose file name sorts
+    before the kept events (its counter 10 after their 9) made readers drop steps 1-4."""
+    from tensorboard.summary.writer import event_file_writer
+
+    from tunixrt.tensorboard import truncate_after
+
+    first = TensorBoardWriter(tmp_path)
+    for step in range(1, 8):
+        first.write_scalars(step, {"train/loss": float(step)})
+    first.close()
+    event_file_writer._global_uid._value = 9  # the next two writers get uids 9 and 10
+    assert truncate_after(tmp_path, 4) == 3
+    second = TensorBoardWriter(tmp_path)
+    for step in range(5, 9):
+        second.write_scalars(step, {"train/loss": 10.0 * step})
+    second.close()
+    got = read_scalars(tmp_path)["train/loss"]
+    assert [s for s, _ in got] == list(range(1, 9))

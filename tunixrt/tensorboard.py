@@ -4,6 +4,7 @@ HParams records."""
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -58,19 +59,35 @@ def truncate_after(logdir: str | Path, last_step: int) -> int:
     A run resumed from the checkpoint of `last_step` logs the steps after it again;
     without this, TensorBoard would show those steps twice.
     """
-    files = sorted(Path(logdir).glob("events.out.tfevents.*"))
+    files = sorted(Path(logdir).glob(f"{_PREFIX}*"))
     events = [e for f in files for e in EventFileLoader(str(f)).Load()]
     kept = [e for e in events if e.step <= last_step and not e.HasField("file_version")]
     dropped = sum(1 for e in events if e.step > last_step)
     if not dropped:
         return 0
-    writer = EventFileWriter(str(logdir), filename_suffix=".kept")
-    for event in kept:
-        writer.add_event(event)
-    writer.close()
-    for f in files:
-        f.unlink()
+    with tempfile.TemporaryDirectory(dir=logdir) as tmp:
+        writer = EventFileWriter(tmp)
+        for event in kept:
+            writer.add_event(event)
+        writer.close()
+        (written,) = Path(tmp).iterdir()
+        for f in files:
+            f.unlink()
+        # Readers go through a folder's files in name order and take a step lower than
+        # one already read for a restart, dropping what came before. Named with a time
+        # before the first original file's, the kept events sort ahead of every file a
+        # resumed writer creates, whatever the writers' counters and the clock say.
+        written.rename(Path(logdir) / f"{_PREFIX}{_started(files) - 1:010d}.kept")
     return dropped
+
+
+_PREFIX = "events.out.tfevents."
+
+
+def _started(files: list[Path]) -> int:
+    """The earliest creation time (seconds) in event file names: PREFIX + time + ..."""
+    times = [f.name[len(_PREFIX) :].split(".", 1)[0] for f in files]
+    return min((int(t) for t in times if t.isdigit()), default=1)
 
 
 HParamValue = str | float | int | bool | None

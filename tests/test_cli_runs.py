@@ -8,11 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.registry_helpers import sqlite_url
+from tests.helpers.registry import sqlite_url
 from tunixrt.cli.main import main
 from tunixrt.registry import Registry, RunInfo, create_sweep, head_revision, mask_url
-
-pytest_plugins = ["tests.registry_fixtures"]  # registry_url, parametrized by backend
 
 SECRET = "s3cret-pw"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.conftest import addition_traces, trace, write_jsonl
+from tests.helpers.data import addition_traces, trace, write_jsonl
 from tunixrt.data import (
     BatchIterator,
     DataError,

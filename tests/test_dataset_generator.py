@@ -22,11 +22,10 @@ from typing import Any
 
 import pytest
 
+from tests.helpers.paths import DEV_DATA, ROOT
 from tunixrt.data.synthetic import FAMILIES, build
 
-REPO = Path(__file__).resolve().parents[1]
-DATA = REPO / "datasets" / "dev-reasoning"
-GENERATOR = REPO / "scripts" / "make_dataset.py"
+GENERATOR = ROOT / "scripts" / "make_dataset.py"
 TRACE_KEYS = {"trace_version", "prompt", "steps", "final_answer", "meta"}
 EVAL_KEYS = {"id", "prompt", "expected_answer", "category", "difficulty", "section"}
 STEP_TYPES = {"parse", "compute", "convert", "compare", "check", "conclude"}
@@ -44,12 +43,12 @@ def sha256(path: Path) -> str:
 
 @pytest.fixture(scope="module")
 def manifest() -> dict[str, Any]:
-    return json.loads((DATA / "manifest.json").read_text(encoding="utf-8"))
+    return json.loads((DEV_DATA / "manifest.json").read_text(encoding="utf-8"))
 
 
 @pytest.fixture(scope="module")
 def traces() -> list[dict[str, Any]]:
-    return read_jsonl(DATA / "train.jsonl") + read_jsonl(DATA / "valid.jsonl")
+    return read_jsonl(DEV_DATA / "train.jsonl") + read_jsonl(DEV_DATA / "valid.jsonl")
 
 
 # ---------------------------------------------------------------------------------------
@@ -97,7 +96,7 @@ def test_generator_reproduces_shipped_files(manifest: dict[str, Any], tmp_path: 
     }
     build(tmp_path, manifest["seed"], sizes["train"], sizes["valid"], sizes["eval"])
     for name in ("train.jsonl", "valid.jsonl", "eval.jsonl"):
-        assert (tmp_path / name).read_bytes() == (DATA / name).read_bytes(), name
+        assert (tmp_path / name).read_bytes() == (DEV_DATA / name).read_bytes(), name
 
 
 def test_generator_small_run_counts(tmp_path: Path) -> None:
@@ -120,13 +119,13 @@ def test_manifest_matches_shipped_files(manifest: dict[str, Any]) -> None:
     assert isinstance(manifest["seed"], int)
     assert set(manifest["files"]) == {"train.jsonl", "valid.jsonl", "eval.jsonl", "tokenizer.json"}
     for name, entry in manifest["files"].items():
-        path = DATA / name
+        path = DEV_DATA / name
         assert entry["sha256"] == sha256(path), f"{name}: sha256 differs from manifest"
         if "records" in entry:
             lines = path.read_text(encoding="utf-8").splitlines()
             assert entry["records"] == len(lines), name
     trained_on = manifest["files"]["tokenizer.json"]["trained_on"]
-    assert trained_on == {n: sha256(DATA / n) for n in ("train.jsonl", "valid.jsonl")}
+    assert trained_on == {n: sha256(DEV_DATA / n) for n in ("train.jsonl", "valid.jsonl")}
 
 
 def test_shipped_sizes_and_composition(manifest: dict[str, Any]) -> None:
@@ -143,7 +142,7 @@ def test_shipped_sizes_and_composition(manifest: dict[str, Any]) -> None:
 
 def test_shipped_files_are_canonical_text() -> None:
     for name in ("train.jsonl", "valid.jsonl", "eval.jsonl", "manifest.json"):
-        data = (DATA / name).read_bytes()
+        data = (DEV_DATA / name).read_bytes()
         assert data.endswith(b"\n") and b"\r" not in data, name
 
 
@@ -177,7 +176,7 @@ def test_every_family_has_every_difficulty(traces: list[dict[str, Any]]) -> None
 
 
 def test_eval_items(manifest: dict[str, Any], traces: list[dict[str, Any]]) -> None:
-    items = read_jsonl(DATA / "eval.jsonl")
+    items = read_jsonl(DEV_DATA / "eval.jsonl")
     for item in items:
         assert set(item) == EVAL_KEYS
         assert all(isinstance(item[k], str) and item[k] for k in EVAL_KEYS)
@@ -397,7 +396,7 @@ def test_answers_recomputed_from_params(family: str, traces: list[dict[str, Any]
 
 def test_tokenizer_special_tokens_and_round_trip(traces: list[dict[str, Any]]) -> None:
     tokenizers = pytest.importorskip("tokenizers")
-    tok = tokenizers.Tokenizer.from_file(str(DATA / "tokenizer.json"))
+    tok = tokenizers.Tokenizer.from_file(str(DEV_DATA / "tokenizer.json"))
     assert [tok.token_to_id(t) for t in SPECIAL_TOKENS] == list(range(len(SPECIAL_TOKENS)))
     assert tok.get_vocab_size(with_added_tokens=True) == 2048
     samples = [

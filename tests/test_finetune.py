@@ -15,7 +15,8 @@ import transformers
 from safetensors.numpy import load_file
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from tests.conftest import addition_traces, compose_train, write_jsonl
+from tests.helpers.config import compose_train
+from tests.helpers.data import addition_traces, write_jsonl
 from tunixrt.cli.main import main as tunixrt_cli
 from tunixrt.data import DataError
 from tunixrt.data.chat import ChatTokenizer
@@ -111,7 +112,7 @@ def test_chat_template_frames_the_prompt_and_the_loss_covers_the_answer(pretrain
 
 
 def test_full_finetune_trains_and_lowers_the_loss(pretrained, traces, tmp_path):
-    result = train(compose_train(overrides(pretrained, traces)), run_dir=tmp_path)
+    result = train(compose_train(overrides(pretrained, traces)), tmp_path)
     losses = list(result.train_losses.values())
     assert len(losses) == 4 and all(np.isfinite(losses)) and losses[-1] < losses[0]
 
@@ -119,7 +120,7 @@ def test_full_finetune_trains_and_lowers_the_loss(pretrained, traces, tmp_path):
 def test_lora_run_exports_base_plus_adapter_product(pretrained, traces, tmp_path):
     run_dir = tmp_path / "run"
     extra = ["model.lora.rank=4", "model.lora.alpha=8", "model.lora.targets=[q_proj,v_proj]"]
-    train(compose_train(overrides(pretrained, traces, *extra)), run_dir=run_dir)
+    train(compose_train(overrides(pretrained, traces, *extra)), run_dir)
     assert tunixrt_cli(["export", str(run_dir), str(tmp_path / "hf")]) == 0
 
     with ocp.CheckpointManager(run_dir / "checkpoints", item_names=("state", "meta")) as m:
@@ -143,9 +144,7 @@ def test_lora_run_exports_base_plus_adapter_product(pretrained, traces, tmp_path
 
 def test_scratch_run_export_gives_transformers_the_same_logits(tmp_path):
     run_dir = tmp_path / "run"
-    train(
-        compose_train(["debug=fast", "trainer.max_steps=2", "registry.url=null"]), run_dir=run_dir
-    )
+    train(compose_train(["debug=fast", "trainer.max_steps=2", "registry.url=null"]), run_dir)
     assert tunixrt_cli(["export", str(run_dir / "checkpoints" / "2"), str(tmp_path / "hf")]) == 0
     hf = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "hf").eval()
     ours = load_pretrained(tmp_path / "hf")
@@ -164,10 +163,10 @@ def test_pickle_only_checkpoint_is_refused(tmp_path, traces, pretrained):
         (folder / name).write_bytes((pretrained / name).read_bytes())
     (folder / "pytorch_model.bin").write_bytes(b"\x80\x04")  # a pickle: never loaded
     with pytest.raises(CheckpointError, match="safetensors"):
-        train(compose_train(overrides(folder, traces)), run_dir=tmp_path / "run")
+        train(compose_train(overrides(folder, traces)), tmp_path / "run")
 
 
 def test_broken_tokenizer_names_the_file(tmp_path, traces):
     (tmp_path / "tokenizer.json").write_text("{}")
     with pytest.raises(DataError, match=r"tokenizer.json: not a tokenizer"):
-        train(compose_train(overrides(tmp_path, traces)), run_dir=tmp_path / "run")
+        train(compose_train(overrides(tmp_path, traces)), tmp_path / "run")

@@ -11,6 +11,7 @@ import optax
 import pytest
 from flax import nnx
 
+from tests.helpers.models import tiny_decoder_config
 from tunixrt.models import Decoder, DecoderConfig, num_params
 from tunixrt.models.lora import (
     PROJECTIONS,
@@ -21,16 +22,7 @@ from tunixrt.models.lora import (
     merge_lora,
 )
 
-CFG = DecoderConfig(
-    vocab_size=64,
-    dim=32,
-    n_layers=2,
-    n_heads=4,
-    n_kv_heads=2,
-    ffn_dim=48,
-    max_seq_len=16,
-    init_std=0.2,
-)
+CFG = tiny_decoder_config(ffn_dim=48, max_seq_len=16, init_std=0.2)
 ALL = PROJECTIONS
 
 

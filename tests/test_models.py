@@ -8,12 +8,11 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from tunixrt.models import Decoder, DecoderConfig, flops_per_token, num_params
+from tests.helpers.models import tiny_decoder_config
+from tunixrt.models import Decoder, flops_per_token, num_params
 from tunixrt.models.decoder import apply_rope, rope_angles, rope_inv_freq
 
-TINY = DecoderConfig(
-    vocab_size=64, dim=32, n_layers=2, n_heads=4, n_kv_heads=2, ffn_dim=64, max_seq_len=32
-)
+TINY = tiny_decoder_config(max_seq_len=32)
 
 
 def make(cfg=TINY, seed=0, **changes):

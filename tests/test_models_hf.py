@@ -16,8 +16,9 @@ from flax import nnx
 from safetensors import safe_open
 from safetensors.numpy import save_file
 
-from tests.hf_fixtures import FAMILIES, VOCAB, HFCase, build_hf_cases, hf_logits, random_tokens
-from tunixrt.models import Decoder, DecoderConfig
+from tests.helpers.hf import FAMILIES, VOCAB, HFCase, build_hf_cases, hf_logits, random_tokens
+from tests.helpers.models import tiny_decoder_config
+from tunixrt.models import Decoder
 from tunixrt.models.hf import (
     CheckpointError,
     decoder_config,
@@ -88,16 +89,8 @@ def test_exported_tokenizer_loads_in_transformers(hf_cases, tmp_path):
 
 @pytest.mark.parametrize("tied", [True, False])
 def test_model_trained_from_scratch_exports_as_llama(tmp_path, tied):
-    cfg = DecoderConfig(
-        vocab_size=VOCAB,
-        dim=64,
-        n_layers=2,
-        n_heads=4,
-        n_kv_heads=2,
-        ffn_dim=96,
-        max_seq_len=64,
-        tie_embeddings=tied,
-        init_std=0.15,
+    cfg = tiny_decoder_config(
+        vocab_size=VOCAB, dim=64, ffn_dim=96, tie_embeddings=tied, init_std=0.15
     )
     model = Decoder(cfg, rngs=nnx.Rngs(params=0))
     save_pretrained(model, tmp_path)
@@ -259,15 +252,8 @@ def test_tokenizer_dir_without_tokenizer_is_refused_before_writing(hf_cases, tmp
 
 
 def test_export_refuses_switches_the_family_cannot_hold(tmp_path):
-    cfg = DecoderConfig(
-        vocab_size=32,
-        dim=16,
-        n_layers=1,
-        n_heads=2,
-        n_kv_heads=2,
-        ffn_dim=32,
-        max_seq_len=8,
-        qk_norm=True,
+    cfg = tiny_decoder_config(
+        vocab_size=32, dim=16, n_layers=1, n_heads=2, ffn_dim=32, max_seq_len=8, qk_norm=True
     )
     with pytest.raises(CheckpointError, match=r"a llama checkpoint cannot hold .*qk_norm=True"):
         save_pretrained(Decoder(cfg, rngs=nnx.Rngs(0)), tmp_path)

@@ -40,9 +40,7 @@ from hydra_plugins.tunixrt_optuna._storage import (  # noqa: E402
     open_study,
     storage_url,
 )
-from tests.conftest import ROOT  # noqa: E402
-
-pytest_plugins = ["tests.registry_fixtures"]  # registry_url, parametrized by backend
+from tests.helpers.paths import ROOT  # noqa: E402
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -188,7 +186,7 @@ def _drop_optuna_schema(registry_url: str) -> None:
     from psycopg import sql
     from sqlalchemy.engine import make_url
 
-    from tests.registry_helpers import pg_admin
+    from tests.helpers.registry import pg_admin
 
     url = make_url(registry_url)
     schema = str(url.query["options"]).split("=", 1)[1] + "_optuna"

@@ -11,12 +11,10 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from tests import registry_workers
+from tests.helpers import registry_workers
 from tunixrt.registry import Registry, get_run, list_runs
 from tunixrt.registry.migrate import VERSION_TABLE
 from tunixrt.registry.models import Checkpoint, MetricLatest, MetricPoint, Run
-
-pytest_plugins = ["tests.registry_fixtures"]  # registry_url, parametrized by backend
 
 WORKERS, STEPS, METRICS = 8, 50, 4  # 200 metric points per worker, 50 transactions
 

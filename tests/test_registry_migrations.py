@@ -13,14 +13,12 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
 
-from tests.registry_helpers import sqlite_url
+from tests.helpers.paths import ROOT
+from tests.helpers.registry import sqlite_url
 from tunixrt.registry import Registry, RegistryError, head_revision, migrate
 from tunixrt.registry.engine import make_engine
 from tunixrt.registry.models import Base
 
-pytest_plugins = ["tests.registry_fixtures"]  # registry_url, parametrized by backend
-
-ROOT = Path(__file__).resolve().parents[1]
 TABLES = {"runs", "sweeps", "metric_history", "metric_latest", "checkpoints", "tags"}
 
 SECOND_REVISION = """

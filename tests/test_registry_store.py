@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, update
 
-from tests.registry_helpers import fresh_pg_database, pg_admin, pg_url, sqlite_url
+from tests.helpers.registry import fresh_pg_database, pg_admin, pg_url, sqlite_url
 from tunixrt.registry import (
     Registry,
     RegistryError,
@@ -27,8 +27,6 @@ from tunixrt.registry import (
     tag_run,
 )
 from tunixrt.registry.models import Checkpoint, MetricLatest, MetricPoint, Run, utcnow
-
-pytest_plugins = ["tests.registry_fixtures"]  # registry_url, parametrized by backend
 
 SECRET = "s3cret-pw"
 

@@ -11,11 +11,15 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
+from flax import nnx
 
-from tests.conftest import compose_train, kill_when, read_scalars, start_train
+from tests.helpers.config import compose_train
+from tests.helpers.processes import kill_when, start_train
+from tests.helpers.tensorboard import read_scalars
 from tunixrt.config import ConfigError
-from tunixrt.train import loop
+from tunixrt.train import setup as train_setup
 from tunixrt.train.loop import NonFiniteError, train
+from tunixrt.train.step import make_train_step
 
 pytestmark = pytest.mark.slow
 STEPS = 40
@@ -61,7 +65,7 @@ def assert_same_run(run_dir: Path, reference: Path) -> None:
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory, cache) -> Path:
     run_dir = tmp_path_factory.mktemp("reference")
-    train(compose_train(overrides(cache)), run_dir=run_dir)
+    train(compose_train(overrides(cache)), run_dir)
     assert [s for s, _ in losses(run_dir)] == list(range(1, STEPS + 1))
     return run_dir
 
@@ -71,8 +75,8 @@ def cli(run_dir: Path, args: list[str]) -> subprocess.Popen[str]:
 
 
 def test_clean_stop_then_longer_run(tmp_path, cache, reference):
-    train(compose_train(overrides(cache, **{"trainer.max_steps": 13})), run_dir=tmp_path)
-    result = train(compose_train(overrides(cache)), run_dir=tmp_path)
+    train(compose_train(overrides(cache, **{"trainer.max_steps": 13})), tmp_path)
+    result = train(compose_train(overrides(cache)), tmp_path)
     assert result.resumed_from == 13
     assert_same_run(tmp_path, reference)
 
@@ -91,7 +95,7 @@ def test_sigterm_saves_exits_nonzero_and_resumes(tmp_path, cache, reference):
     assert 6 <= stopped_at < STEPS
     with ocp.CheckpointManager(tmp_path / "checkpoints", item_names=("state", "meta")) as m:
         assert m.latest_step() == stopped_at  # saved on the way out, not only on schedule
-    result = train(compose_train(overrides(cache)), run_dir=tmp_path)
+    result = train(compose_train(overrides(cache)), tmp_path)
     assert result.resumed_from == stopped_at
     assert_same_run(tmp_path, reference)
 
@@ -99,28 +103,28 @@ def test_sigterm_saves_exits_nonzero_and_resumes(tmp_path, cache, reference):
 def test_sigkill_loses_only_steps_after_the_last_checkpoint(tmp_path, cache, reference):
     kill_when(cli(tmp_path, overrides(cache)), tmp_path / "checkpoints" / "12")
     logged = [s for s, _ in losses(tmp_path)]
-    result = train(compose_train(overrides(cache)), run_dir=tmp_path)
+    result = train(compose_train(overrides(cache)), tmp_path)
     assert result.resumed_from is not None and result.resumed_from >= 12
     assert max(logged) >= result.resumed_from  # steps after the checkpoint were re-run
     assert_same_run(tmp_path, reference)
 
 
 def test_damaged_newest_checkpoint_falls_back_to_the_previous(tmp_path, cache, reference):
-    train(compose_train(overrides(cache, **{"trainer.max_steps": 16})), run_dir=tmp_path)
+    train(compose_train(overrides(cache, **{"trainer.max_steps": 16})), tmp_path)
     for f in (tmp_path / "checkpoints" / "16" / "state").rglob("*"):
         if f.is_file():
             f.write_bytes(b"")  # a disk that lost the data after the rename
-    result = train(compose_train(overrides(cache)), run_dir=tmp_path)
+    result = train(compose_train(overrides(cache)), tmp_path)
     assert result.resumed_from == 12
     assert_same_run(tmp_path, reference)
 
 
 def test_changed_model_shape_fails_naming_the_keys(tmp_path, cache):
-    train(compose_train(overrides(cache, **{"trainer.max_steps": 4})), run_dir=tmp_path)
+    train(compose_train(overrides(cache, **{"trainer.max_steps": 4})), tmp_path)
     with pytest.raises(ConfigError) as err:
         train(
             compose_train(overrides(cache, **{"model.dim": 32, "trainer.batch_size": 2})),
-            run_dir=tmp_path,
+            tmp_path,
         )
     text = str(err.value)
     assert "model.dim: checkpoint has 64, this run has 32" in text
@@ -129,18 +133,18 @@ def test_changed_model_shape_fails_naming_the_keys(tmp_path, cache):
 
 def test_resume_policies(tmp_path, cache):
     with pytest.raises(ConfigError, match="run.resume=must"):
-        train(compose_train(overrides(cache, **{"run.resume": "must"})), run_dir=tmp_path)
-    train(compose_train(overrides(cache, **{"trainer.max_steps": 4})), run_dir=tmp_path)
+        train(compose_train(overrides(cache, **{"run.resume": "must"})), tmp_path)
+    train(compose_train(overrides(cache, **{"trainer.max_steps": 4})), tmp_path)
     with pytest.raises(ConfigError, match="run.resume=never"):
-        train(compose_train(overrides(cache, **{"run.resume": "never"})), run_dir=tmp_path)
-    done = train(compose_train(overrides(cache, **{"trainer.max_steps": 4})), run_dir=tmp_path)
+        train(compose_train(overrides(cache, **{"run.resume": "never"})), tmp_path)
+    done = train(compose_train(overrides(cache, **{"trainer.max_steps": 4})), tmp_path)
     assert done.resumed_from == 4 and done.final_step == 4 and not done.train_losses
 
 
 def test_nan_stops_with_the_step_and_keeps_the_last_good_checkpoint(
     tmp_path, cache, reference, monkeypatch
 ):
-    real_step = loop.train_step
+    real_step = make_train_step(nnx.Param)
     calls = {"n": 0}
 
     def poisoned(model, optimizer, batch):
@@ -149,9 +153,9 @@ def test_nan_stops_with_the_step_and_keeps_the_last_good_checkpoint(
             batch = {**batch, "weights": batch["weights"] * np.nan}
         return real_step(model, optimizer, batch)
 
-    monkeypatch.setattr(loop, "train_step", poisoned)
+    monkeypatch.setattr(train_setup, "make_train_step", lambda wrt: poisoned)
     with pytest.raises(NonFiniteError, match=r"^step 10: non-finite"):
-        train(compose_train(overrides(cache)), run_dir=tmp_path)
+        train(compose_train(overrides(cache)), tmp_path)
     with ocp.CheckpointManager(tmp_path / "checkpoints", item_names=("state", "meta")) as m:
         assert m.all_steps() == [4, 8]
     jax.tree.map(np.testing.assert_array_equal, params(tmp_path, 8), params(reference, 8))

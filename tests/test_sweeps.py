@@ -11,7 +11,7 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from tests.conftest import run_train
+from tests.helpers.processes import run_train
 from tunixrt.cli.main import main as tunixrt_cli
 from tunixrt.registry import Registry, get_run, list_runs, swept
 from tunixrt.registry.models import Sweep
@@ -124,7 +124,7 @@ def test_joblib_preset_runs_jobs_in_parallel_on_one_sqlite_registry(tmp_path):
 def test_slurm_preset_composes_with_requeue_settings():
     from hydra import compose, initialize_config_dir
 
-    from tunixrt.config import repo_path
+    from tunixrt.paths import repo_path
 
     with initialize_config_dir(version_base="1.3", config_dir=str(repo_path("conf"))):
         cfg = compose("train", overrides=["launcher=slurm"], return_hydra_config=True)

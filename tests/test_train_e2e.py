@@ -11,12 +11,14 @@ import orbax.checkpoint as ocp
 import pytest
 from flax import nnx
 
-from tests.conftest import compose_train, read_scalars, run_train
+from tests.helpers.config import compose_train
+from tests.helpers.processes import run_train
+from tests.helpers.tensorboard import read_scalars
 from tunixrt.config import validate
 from tunixrt.data.pipeline import load_data
 from tunixrt.devices import setup_devices
 from tunixrt.models.factory import build_model
-from tunixrt.train.setup import Setup, evaluate
+from tunixrt.train.setup import evaluate
 
 pytestmark = pytest.mark.slow
 OVERRIDES = [
@@ -87,7 +89,7 @@ def test_checkpoint_restores_with_orbax_and_reproduces_the_logged_eval_loss(run_
     nnx.replace_by_pure_dict(state, restored["model"])
     nnx.update(model, state)
     logged = dict(read_scalars(run_dir / "tb")["eval/loss"])[6]
-    recomputed = evaluate(Setup(cfg, devices, data, model, None, None))  # type: ignore[arg-type]
+    recomputed = evaluate(model, data.eval_batches, devices)
     assert recomputed == pytest.approx(logged, rel=1e-5)
     manager.close()
 

@@ -9,24 +9,21 @@ import time
 from pathlib import Path
 
 import pytest
+from flax import nnx
 from sqlalchemy import select
 
-from tests.conftest import (
-    compose_train,
-    kill_when,
-    read_scalars,
-    run_train,
-    start_train,
-    write_jsonl,
-)
+from tests.helpers.config import compose_train
+from tests.helpers.data import write_jsonl
+from tests.helpers.processes import kill_when, run_train, start_train
+from tests.helpers.tensorboard import read_scalars
 from tunixrt.data import DataError
 from tunixrt.registry import Registry, get_run, list_runs
 from tunixrt.registry.models import MetricPoint
-from tunixrt.train import loop
+from tunixrt.train import setup as train_setup
 from tunixrt.train.loop import train
 from tunixrt.train.signals import Preempted
+from tunixrt.train.step import make_train_step
 
-pytest_plugins = ["tests.registry_fixtures"]
 pytestmark = pytest.mark.slow
 
 FAST = [
@@ -55,7 +52,7 @@ def history(url: str, run_id: str, name: str) -> list[tuple[int, float]]:
 
 
 def test_run_row_metrics_and_checkpoints_then_resume(registry_url, tmp_path):
-    train(compose_train([*FAST, f"registry.url='{registry_url}'"]), run_dir=tmp_path)
+    train(compose_train([*FAST, f"registry.url='{registry_url}'"]), tmp_path)
     run = the_run(registry_url, tmp_path)
     assert run.status == "completed" and run.last_step == 6 and run.resume_count == 0
     assert run.config["trainer"]["max_steps"] == 6 and run.device_count >= 1
@@ -67,7 +64,7 @@ def test_run_row_metrics_and_checkpoints_then_resume(registry_url, tmp_path):
 
     train(
         compose_train([*FAST, "trainer.max_steps=8", f"registry.url='{registry_url}'"]),
-        run_dir=tmp_path,
+        tmp_path,
     )
     again = the_run(registry_url, tmp_path)
     assert again.id == run.id and again.resume_count == 1
@@ -83,7 +80,7 @@ def test_bad_data_is_recorded_as_failed(registry_url, tmp_path):
             compose_train(
                 [*FAST, "dataset=jsonl", f"dataset.path={bad}", f"registry.url='{registry_url}'"]
             ),
-            run_dir=tmp_path / "run",
+            tmp_path / "run",
         )
     run = the_run(registry_url, tmp_path / "run")
     assert run.status == "failed" and run.ended_at is not None
@@ -91,7 +88,7 @@ def test_bad_data_is_recorded_as_failed(registry_url, tmp_path):
 
 
 def test_signal_is_recorded_as_preempted(registry_url, tmp_path, monkeypatch):
-    real_step, calls = loop.train_step, {"n": 0}
+    real_step, calls = make_train_step(nnx.Param), {"n": 0}
 
     def step_then_term(*args):
         calls["n"] += 1
@@ -99,9 +96,9 @@ def test_signal_is_recorded_as_preempted(registry_url, tmp_path, monkeypatch):
             os.kill(os.getpid(), signal.SIGTERM)  # as a scheduler would, mid-run
         return real_step(*args)
 
-    monkeypatch.setattr(loop, "train_step", step_then_term)
+    monkeypatch.setattr(train_setup, "make_train_step", lambda wrt: step_then_term)
     with pytest.raises(Preempted):
-        train(compose_train([*FAST, f"registry.url='{registry_url}'"]), run_dir=tmp_path)
+        train(compose_train([*FAST, f"registry.url='{registry_url}'"]), tmp_path)
     run = the_run(registry_url, tmp_path)
     assert run.status == "preempted" and run.last_step == 4
     assert 4 in [c.step for c in run.checkpoints]
@@ -118,7 +115,7 @@ def test_sigkilled_run_shows_as_lost(registry_url, tmp_path):
 
 
 def test_password_never_written(pg_database, tmp_path):
-    from tests.registry_helpers import pg_url
+    from tests.helpers.registry import pg_url
 
     secret = "s3cr3t-pw"
     url = pg_url(pg_database, password=secret)

@@ -10,24 +10,18 @@ import optax
 import pytest
 from flax import nnx
 
-from tests.conftest import addition_traces
+from tests.helpers.data import addition_traces
+from tests.helpers.models import tiny_decoder_config
 from tunixrt.config import OptimizerConfig, OptimizerName, Schedule
 from tunixrt.data import BatchIterator, TextTokenizer, render
 from tunixrt.data.schema import Step, Trace
-from tunixrt.models import Decoder, DecoderConfig
+from tunixrt.models import Decoder
 from tunixrt.optim import make_optimizer, make_schedule
-from tunixrt.train.step import eval_step, loss_sums, train_step
+from tunixrt.train.step import eval_step, loss_sums, make_train_step
 
-CFG = DecoderConfig(
-    vocab_size=320,
-    dim=32,
-    n_layers=2,
-    n_heads=4,
-    n_kv_heads=2,
-    ffn_dim=64,
-    max_seq_len=64,
-    tie_embeddings=True,
-)
+train_step = make_train_step(nnx.Param)
+
+CFG = tiny_decoder_config(vocab_size=320, tie_embeddings=True)
 
 
 @pytest.fixture(scope="module")

@@ -1,20 +1,21 @@
 """Typed config schemas: the single source of truth for every key a user can set.
 
-The dataclasses are registered in Hydra's ConfigStore (see `register_configs`), so a
-value of the wrong type or an unknown choice fails while Hydra composes the config.
-Range checks live in `__post_init__` and run when `validate` turns the composed
-DictConfig into these objects, before anything is compiled.
+`tunixrt.composition` registers them in Hydra's ConfigStore, so a value of the wrong
+type or an unknown choice fails while Hydra composes the config. Range checks live in
+`__post_init__` and run when `validate` turns a composed DictConfig (or a `TrainConfig`
+built in Python) into these objects, before anything is compiled. Nothing here needs
+Hydra: `train(TrainConfig(...), ...)` works from plain Python.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from tunixrt.errors import InputError
 
@@ -64,6 +65,29 @@ class BestMode(enum.StrEnum):
     max = "max"
 
 
+# Decoder layout choices, shared with `tunixrt.models.decoder.DecoderConfig`.
+class NormKind(enum.StrEnum):
+    rms = "rms"
+    layer = "layer"  # LayerNorm with a bias (GPT-2)
+
+
+class PositionKind(enum.StrEnum):
+    rope = "rope"
+    learned = "learned"  # absolute positions added to the input (GPT-2)
+
+
+class RopeScaling(enum.StrEnum):
+    none = "none"
+    linear = "linear"
+    llama3 = "llama3"  # Llama 3.1+
+
+
+class Activation(enum.StrEnum):
+    silu = "silu"
+    gelu = "gelu"  # erf form
+    gelu_tanh = "gelu_tanh"  # Hugging Face gelu_new / gelu_pytorch_tanh
+
+
 class Progress(enum.StrEnum):
     auto = "auto"  # a bar on a terminal, log lines otherwise
     bar = "bar"
@@ -106,11 +130,19 @@ class LoRAConfig:
 
 @dataclass
 class ModelConfig:
+    """A decoder trained from scratch (every key below), or a pretrained Hugging Face
+    checkpoint (`path`; its config.json decides the architecture, and of the keys below
+    only `family`, `remat` and `lora` apply). The layout keys are those of
+    `tunixrt.models.decoder.DecoderConfig`, which is derived from this; the defaults give
+    the Llama layout."""
+
     name: str = MISSING
     # A local Hugging Face checkpoint folder: the model (architecture, weights) and the
-    # tokenizer come from it, and the shape keys below are ignored.
+    # tokenizer come from it.
     path: str | None = None
-    family: str | None = None  # expected model_type of `path` (e.g. qwen2); null: any
+    # With `path`: the model_type it must hold (e.g. qwen2; null: any). From scratch: the
+    # Hugging Face model_type `tunixrt export` writes (null: llama).
+    family: str | None = None
     remat: bool = False  # recompute activations in the backward pass: less memory, more time
     lora: LoRAConfig = field(default_factory=LoRAConfig)
     vocab_size: int | None = None  # None: the tokenizer's vocabulary size
@@ -124,6 +156,29 @@ class ModelConfig:
     norm_eps: float = 1e-5
     tie_embeddings: bool = True
     init_std: float = 0.02
+    # Family switches; each names the family that needs it.
+    head_dim: int | None = None  # head width when it is not dim / n_heads (Gemma, Qwen3)
+    norm: NormKind = NormKind.rms
+    norm_offset: float = 0.0  # applied scale = offset + weight (Gemma: 1)
+    sandwich_norm: bool = False  # also normalise attention and MLP outputs (Gemma 2)
+    qk_norm: bool = False  # RMSNorm over each head of q and k before RoPE (Qwen3)
+    activation: Activation = Activation.silu
+    gated_mlp: bool = True  # down(act(gate(x)) * up(x)); false: down(act(up(x))) (GPT-2)
+    qkv_bias: bool = False  # biases on q, k, v (Qwen2, GPT-2)
+    out_bias: bool = False  # bias on the attention output projection (GPT-2)
+    mlp_bias: bool = False  # biases on the MLP projections (GPT-2)
+    position: PositionKind = PositionKind.rope
+    rope_scaling: RopeScaling = RopeScaling.none
+    rope_factor: float = 1.0
+    rope_low_freq_factor: float = 1.0  # llama3 scaling
+    rope_high_freq_factor: float = 4.0  # llama3 scaling
+    rope_original_max_len: int = 8192  # llama3 scaling: the pretraining context
+    embed_scale: bool = False  # input embeddings times sqrt(dim) (Gemma)
+    query_scale: float | None = None  # scores / sqrt(this), not sqrt(head_dim) (Gemma 2)
+    attn_softcap: float | None = None  # scores -> cap * tanh(scores / cap) (Gemma 2)
+    final_softcap: float | None = None  # the same on the output logits (Gemma 2)
+    sliding_window: int | None = None  # a query sees keys less than this many tokens back
+    sliding_layers: list[int] | None = None  # layers using the window; null: all
 
     def __post_init__(self) -> None:
         for key in ("dim", "n_layers", "n_heads", "n_kv_heads", "ffn_dim", "max_seq_len"):
@@ -136,10 +191,10 @@ class ModelConfig:
             "a positive integer or null",
         )
         _require(
-            self.dim % self.n_heads == 0,
+            self.head_dim is not None or self.dim % self.n_heads == 0,
             "model.dim",
             self.dim,
-            f"a multiple of model.n_heads={self.n_heads}",
+            f"a multiple of model.n_heads={self.n_heads} (or set model.head_dim)",
         )
         _require(
             self.n_heads % self.n_kv_heads == 0,
@@ -148,6 +203,9 @@ class ModelConfig:
             f"a divisor of model.n_heads={self.n_heads}",
         )
         _require(self.init_std > 0, "model.init_std", self.init_std, "a positive number")
+        for key in ("head_dim", "query_scale", "attn_softcap", "final_softcap", "sliding_window"):
+            value = getattr(self, key)
+            _require(value is None or value > 0, f"model.{key}", value, "a positive number or null")
 
 
 @dataclass
@@ -312,38 +370,21 @@ class TrainConfig:
         )
 
 
-def register_configs() -> None:
-    """Register the root schema; conf/train.yaml lists it first in its defaults, so every
-    group option merged after it is type-checked against these dataclasses."""
-    ConfigStore.instance().store(name="train_schema", node=TrainConfig)
-
-
 def validate(cfg: DictConfig | TrainConfig) -> TrainConfig:
-    """Turn a composed config into typed objects, running every range check."""
-    if isinstance(cfg, TrainConfig):
-        return cfg
-    obj = OmegaConf.to_object(cfg)
+    """Typed objects with every range check run. A `TrainConfig` built in Python goes
+    through OmegaConf too, so a wrong type or a missing value (`???`) names its key as
+    it does on the command line."""
+    try:
+        node: Any = cfg
+        if isinstance(cfg, TrainConfig):
+            # merged as plain values onto the schema, so an error names the dotted key
+            node = OmegaConf.merge(OmegaConf.structured(TrainConfig), dataclasses.asdict(cfg))
+        obj = OmegaConf.to_object(node)
+    except OmegaConfBaseException as err:
+        # the first line says what is wrong; the rest repeats the key and object types
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        key = getattr(err, "full_key", None)
+        raise ConfigError(f"invalid config value {key}: {reason}" if key else reason) from None
     if not isinstance(obj, TrainConfig):
         raise ConfigError(f"expected a TrainConfig, got {type(obj).__name__}")
     return obj
-
-
-def repo_path(*parts: str) -> Path:
-    """A path inside the installed package's data (wheel) or the source checkout."""
-    package = Path(__file__).resolve().parent
-    packaged = package / ("_" + parts[0])
-    base = packaged if packaged.exists() else package.parent / parts[0]
-    return base.joinpath(*parts[1:])
-
-
-def _register_resolvers() -> None:
-    if not OmegaConf.has_resolver("tunixrt.datasets"):
-        OmegaConf.register_new_resolver("tunixrt.datasets", lambda: str(repo_path("datasets")))
-    if not OmegaConf.has_resolver("tunixrt.either"):
-        # ${tunixrt.either:${run.name},fallback}: the first value that is not null
-        OmegaConf.register_new_resolver(
-            "tunixrt.either", lambda value, fallback: fallback if value is None else value
-        )
-
-
-_register_resolvers()

@@ -44,7 +44,7 @@ def locate(target: str, registry_url: str | None = None) -> tuple[Path, int | No
     from tunixrt.registry import Registry, get_run
     from tunixrt.registry.urls import cli_url
 
-    with Registry.open(cli_url(registry_url), create=False) as registry:
+    with Registry.open_existing(cli_url(registry_url), create=False) as registry:
         run = get_run(registry, target)
     return Path(run.checkpoint_dir or Path(run.run_dir) / "checkpoints"), None
 

@@ -19,6 +19,8 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from tunixrt.logs import quiet_libraries
+from tunixrt.paths import OUTPUTS
 from tunixrt.registry import (
     Registry,
     create_sweep,
@@ -29,9 +31,16 @@ from tunixrt.registry import (
     resolve_url,
     swept,
 )
-from tunixrt.train.tracking import OUTPUTS, SWEEP_FILE, quiet_libraries
 
 log = logging.getLogger(__name__)
+
+SWEEP_FILE = "sweep.json"  # in a sweep's folder: its registry id, for the jobs to link to
+
+
+def read_sweep_id(sweep_dir: Path) -> str | None:
+    """The registry id of the sweep in `sweep_dir`; None when it is not registered."""
+    path = sweep_dir / SWEEP_FILE
+    return str(json.loads(path.read_text())["id"]) if path.is_file() else None
 
 
 @dataclass

@@ -5,29 +5,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
-from tunixrt.config import TrainConfig
-
-
-def compose(overrides: Sequence[str]) -> TrainConfig:
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-
-    from tunixrt.config import register_configs, repo_path, validate
-
-    register_configs()
-    with initialize_config_dir(version_base="1.3", config_dir=str(repo_path("conf"))):
-        return validate(hydra_compose("train", overrides=list(overrides)))
-
 
 def run(args: argparse.Namespace) -> int:
-    from tunixrt.bench import bench_checkpoint, bench_step, format_checkpoint, format_result
+    from tunixrt.composition import compose
+    from tunixrt.config import validate
     from tunixrt.train.setup import enable_compile_cache, setup
+    from tunixrt.train.timing import bench_checkpoint, bench_step, format_checkpoint, format_result
 
-    cfg = compose(args.overrides)
+    cfg = validate(compose(args.overrides))
     if not args.no_compile_cache:
         enable_compile_cache(cfg.device.compile_cache_dir)
     s = setup(cfg)

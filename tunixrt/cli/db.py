@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
-from tunixrt.cli.runs import fail_cleanly, registry_options
+from tunixrt.cli.runs import registry_options
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -68,7 +68,7 @@ def _upgrade(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     import json
 
-    from tunixrt.registry.bench import bench_registry
+    from tunixrt.registry.throughput import bench_registry
 
     result = bench_registry(
         args.registry, runs=args.runs, steps=args.steps, processes=args.processes
@@ -91,10 +91,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     cmds = db.add_subparsers(dest="db_command", required=True)
     common = registry_options()
     p = cmds.add_parser("current", parents=[common], help="the database's and the code's revision")
-    p.set_defaults(func=fail_cleanly(_current))
+    p.set_defaults(func=_current)
     p = cmds.add_parser("upgrade", parents=[common], help="migrate the database to the code's")
     p.add_argument("--revision", default="head", help="target revision (default head)")
-    p.set_defaults(func=fail_cleanly(_upgrade))
+    p.set_defaults(func=_upgrade)
     p = cmds.add_parser(
         "bench",
         help="rows and metric points written per second (writes throwaway runs)",
@@ -106,4 +106,4 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, default=500, help="log calls per run (default 500)")
     p.add_argument("--processes", type=int, default=8, help="concurrent writers (default 8)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.set_defaults(func=fail_cleanly(_bench))
+    p.set_defaults(func=_bench)

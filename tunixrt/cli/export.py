@@ -6,19 +6,11 @@ import argparse
 import sys
 from typing import Any
 
-from tunixrt.errors import InputError
-
 
 def run(args: argparse.Namespace) -> int:
     from tunixrt.export import export
-    from tunixrt.train.tracking import quiet_libraries
 
-    quiet_libraries()
-    try:
-        out = export(args.source, args.out, step=args.step, registry_url=args.registry)
-    except InputError as err:
-        sys.stderr.write(f"tunixrt export: {err}\n")
-        return 2
+    out = export(args.source, args.out, step=args.step, registry_url=args.registry)
     sys.stdout.write(f"{out}\n")
     return 0
 

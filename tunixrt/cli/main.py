@@ -1,4 +1,9 @@
-"""`tunixrt`: subcommands around training: `bench`, `export`, `runs`, `db`."""
+"""`tunixrt`: subcommands around training: `bench`, `export`, `runs`, `db`.
+
+Every subcommand reports bad input (an `InputError`: a config value, a file, a run id,
+an unreachable registry) here, in one place: one line on stderr naming the command,
+with any password masked, and exit code 2. Anything else is a bug and keeps its
+traceback."""
 
 from __future__ import annotations
 
@@ -8,6 +13,9 @@ import sys
 from collections.abc import Sequence
 
 from tunixrt.cli import bench, db, export, runs
+from tunixrt.errors import InputError
+
+INPUT_ERROR_EXIT = 2
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,13 +31,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def command_name(args: argparse.Namespace) -> str:
+    """`tunixrt runs show`: the words of the subcommand that ran."""
+    sub = getattr(args, f"{args.command}_command", None)
+    return " ".join(filter(None, ["tunixrt", args.command, sub]))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    from tunixrt.logs import quiet_libraries
+    from tunixrt.registry.urls import mask_text
+
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
-    return int(args.func(args))
+    quiet_libraries()
+    try:
+        return int(args.func(args))
+    except InputError as err:
+        sys.stderr.write(f"{command_name(args)}: {mask_text(str(err))}\n")
+        return INPUT_ERROR_EXIT
 
 
 if __name__ == "__main__":

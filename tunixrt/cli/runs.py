@@ -11,11 +11,9 @@ import csv
 import io
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
-
-from tunixrt.errors import InputError
 
 if TYPE_CHECKING:
     from tunixrt.registry import Registry, RunDetails, RunSummary
@@ -35,35 +33,11 @@ def registry_options() -> argparse.ArgumentParser:
     return parent
 
 
-def fail_cleanly(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """Report bad input as one line on stderr with exit code 2, never a traceback."""
-
-    def run(args: argparse.Namespace) -> int:
-        from tunixrt.registry.urls import mask_text
-
-        try:
-            return func(args)
-        except InputError as err:
-            sub = getattr(args, f"{args.command}_command", None)
-            name = " ".join(filter(None, ["tunixrt", args.command, sub]))
-            sys.stderr.write(f"{name}: {mask_text(str(err))}\n")
-            return 2
-
-    return run
-
-
 def open_registry(args: argparse.Namespace) -> Registry:
-    from tunixrt.registry import Registry, RegistryError
-    from tunixrt.registry.urls import cli_url, mask_url, sqlite_path
+    from tunixrt.registry import Registry
+    from tunixrt.registry.urls import cli_url
 
-    url = cli_url(args.registry)
-    path = sqlite_path(url)
-    if path is not None and not path.exists():
-        raise RegistryError(
-            f"no registry at {mask_url(url)}: no run has been registered there; pass "
-            "--registry URL or set TUNIXRT_REGISTRY_URL"
-        )
-    return Registry.open(url, lost_after_s=args.lost_after)
+    return Registry.open_existing(cli_url(args.registry), lost_after_s=args.lost_after)
 
 
 # -- output helpers -----------------------------------------------------------------------
@@ -175,7 +149,7 @@ def _show_text(d: RunDetails) -> str:
         parts.append("checkpoints\n" + table(["STEP", "SAVED (UTC)", "PATH", "METRICS"], rows))
     if d.overrides:
         parts.append("overrides\n" + "\n".join(d.overrides))
-    from tunixrt.registry import flatten
+    from tunixrt.dotted import flatten
 
     parts.append("config\n" + "\n".join(f"{k} = {_cell(v)}" for k, v in flatten(d.config).items()))
     if d.versions:
@@ -274,12 +248,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int, metavar="N")
     p.add_argument("--metric", action="append", metavar="NAME", help="a metric column (repeat)")
     p.add_argument("--json", action="store_true", help="print a JSON list of run objects")
-    p.set_defaults(func=fail_cleanly(_list))
+    p.set_defaults(func=_list)
 
     p = cmds.add_parser("show", parents=[common], help="one run: config, metrics, checkpoints")
     p.add_argument("id", help="run id or unique prefix")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.set_defaults(func=fail_cleanly(_show))
+    p.set_defaults(func=_show)
 
     p = cmds.add_parser(
         "compare",
@@ -292,9 +266,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sweep", metavar="ID", help="a sweep id, prefix, or 'latest'")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--csv", action="store_true", help="with --sweep: print CSV")
-    p.set_defaults(func=fail_cleanly(_compare))
+    p.set_defaults(func=_compare)
 
     p = cmds.add_parser("tag", parents=[common], help="set a tag on a run")
     p.add_argument("id", help="run id or unique prefix")
     p.add_argument("tag", metavar="KEY=VALUE")
-    p.set_defaults(func=fail_cleanly(_tag))
+    p.set_defaults(func=_tag)

@@ -1,13 +1,13 @@
 """Data: read and validate JSONL, render, tokenize, and batch with a resumable iterator."""
 
-from tunixrt.data.batching import Batch, BatchIterator, IteratorState, fixed_batches
+from tunixrt.data.batching import BatchIterator, HostBatch, IteratorState, fixed_batches
 from tunixrt.data.render import Rendered, render
 from tunixrt.data.schema import DataError, EvalItem, Example, read_eval_items, read_examples
 from tunixrt.data.tokenize import SPECIAL_TOKENS, Encoded, TextTokenizer
 
 __all__ = [
     "SPECIAL_TOKENS",
-    "Batch",
+    "HostBatch",
     "BatchIterator",
     "DataError",
     "Encoded",

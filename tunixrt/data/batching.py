@@ -20,10 +20,10 @@ import numpy as np
 
 from tunixrt.data.tokenize import Encoded
 
-Batch = dict[str, np.ndarray]
+HostBatch = dict[str, np.ndarray]  # [rows, seq] arrays in host memory
 
 
-def empty_batch(rows: int, seq_len: int, pad_id: int) -> Batch:
+def empty_batch(rows: int, seq_len: int, pad_id: int) -> HostBatch:
     return {
         "inputs": np.full((rows, seq_len), pad_id, np.int32),
         "targets": np.full((rows, seq_len), pad_id, np.int32),
@@ -34,7 +34,7 @@ def empty_batch(rows: int, seq_len: int, pad_id: int) -> Batch:
 
 
 def place(
-    batch: Batch, row: int, start: int, segment: int, example: Encoded, loss_on_prompt: bool
+    batch: HostBatch, row: int, start: int, segment: int, example: Encoded, loss_on_prompt: bool
 ) -> int:
     """Write `example` into `batch[row]` at `start`; returns the tokens used.
 
@@ -119,7 +119,7 @@ class BatchIterator:
     def exhausted(self) -> bool:
         return self.one_pass and self.state.epoch > 0
 
-    def _fill_row(self, batch: Batch, row: int) -> None:
+    def _fill_row(self, batch: HostBatch, row: int) -> None:
         start, segment = 0, 1
         while start < self.seq_len and not self.exhausted:
             example = self._peek()
@@ -135,7 +135,7 @@ class BatchIterator:
     def __iter__(self) -> BatchIterator:
         return self
 
-    def __next__(self) -> Batch:
+    def __next__(self) -> HostBatch:
         batch = empty_batch(self.rows, self.seq_len, self.pad_id)
         for row in range(self.rows):
             self._fill_row(batch, row)
@@ -151,7 +151,7 @@ def fixed_batches(
     pad_id: int,
     pack: bool,
     loss_on_prompt: bool,
-) -> list[Batch]:
+) -> list[HostBatch]:
     """Up to `count` batches, the same every time (eval): file order, at most one pass."""
     it = BatchIterator(
         examples,
@@ -164,7 +164,7 @@ def fixed_batches(
         shuffle=False,
         one_pass=True,
     )
-    batches: list[Batch] = []
+    batches: list[HostBatch] = []
     while len(batches) < count and not it.exhausted:
         batches.append(next(it))
     return batches

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tunixrt.config import DatasetConfig
-from tunixrt.data.batching import Batch, BatchIterator, fixed_batches
+from tunixrt.data.batching import BatchIterator, HostBatch, fixed_batches
 from tunixrt.data.chat import ChatTokenizer
 from tunixrt.data.render import render
 from tunixrt.data.schema import DataError, Example, read_examples
@@ -35,7 +35,7 @@ def load_tokenizer(cfg: DatasetConfig, model_path: str | None) -> Tokenizer:
 class Data:
     tokenizer: Tokenizer
     train: BatchIterator
-    eval_batches: list[Batch]
+    eval_batches: list[HostBatch]
     train_examples: int
     valid_examples: int
 

@@ -15,6 +15,7 @@ h query heads, g kv heads, e head width, f MLP hidden width, v vocabulary.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import functools
 import math
 from collections.abc import Callable
@@ -23,16 +24,20 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from tunixrt.config import Activation, NormKind, PositionKind, RopeScaling
+
 _DTYPES = ("float32", "bfloat16")
-_NORMS = ("rms", "layer")
-_POSITIONS = ("rope", "learned")
-_ROPE_SCALINGS = ("none", "linear", "llama3")
-_ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
-    "silu": jax.nn.silu,
-    "gelu": functools.partial(jax.nn.gelu, approximate=False),  # erf form
-    "gelu_tanh": functools.partial(
-        jax.nn.gelu, approximate=True
-    ),  # HF gelu_new / gelu_pytorch_tanh
+_ACTIVATIONS: dict[Activation, Callable[[jax.Array], jax.Array]] = {
+    Activation.silu: jax.nn.silu,
+    Activation.gelu: functools.partial(jax.nn.gelu, approximate=False),
+    Activation.gelu_tanh: functools.partial(jax.nn.gelu, approximate=True),
+}
+# Fields holding a choice, turned into their enum when a DecoderConfig is built.
+_CHOICES: dict[str, type[enum.StrEnum]] = {
+    "norm": NormKind,
+    "activation": Activation,
+    "position": PositionKind,
+    "rope_scaling": RopeScaling,
 }
 
 # Added to masked attention scores. Finite, so a row whose keys are all masked stays
@@ -63,17 +68,17 @@ class DecoderConfig:
     # Family switches. The defaults give the Llama layout.
     family: str = "llama"  # Hugging Face model_type the weights export as
     explicit_head_dim: int | None = None  # head width when it is not dim / n_heads (Gemma, Qwen3)
-    norm: str = "rms"  # "rms", or "layer" (LayerNorm with a bias, GPT-2)
+    norm: NormKind = NormKind.rms  # or layer: LayerNorm with a bias (GPT-2)
     norm_offset: float = 0.0  # applied scale = offset + weight (Gemma: 1, weights stored as w - 1)
     sandwich_norm: bool = False  # also normalise attn and MLP outputs before the residual (Gemma 2)
     qk_norm: bool = False  # RMSNorm over each head of q and k before RoPE (Qwen3)
-    activation: str = "silu"  # "silu", "gelu" (erf) or "gelu_tanh"
+    activation: Activation = Activation.silu
     gated_mlp: bool = True  # down(act(gate(x)) * up(x)); False: down(act(up(x))) (GPT-2)
     qkv_bias: bool = False  # biases on q, k, v projections (Qwen2, GPT-2)
     out_bias: bool = False  # bias on the attention output projection (GPT-2)
     mlp_bias: bool = False  # biases on the MLP projections (GPT-2)
-    position: str = "rope"  # "rope", or "learned" absolute positions added to the input (GPT-2)
-    rope_scaling: str = "none"  # "none", "linear" or "llama3" (Llama 3.1+)
+    position: PositionKind = PositionKind.rope  # or learned absolute positions (GPT-2)
+    rope_scaling: RopeScaling = RopeScaling.none
     rope_factor: float = 1.0  # frequencies divided by this (linear; llama3's low band)
     rope_low_freq_factor: float = 1.0  # llama3: wavelengths above original / this are scaled
     rope_high_freq_factor: float = 4.0  # llama3: wavelengths below original / this are kept
@@ -86,6 +91,11 @@ class DecoderConfig:
     sliding_layers: tuple[int, ...] | None = None  # layers using the window; None: all
 
     def __post_init__(self):
+        for name, choice in _CHOICES.items():
+            value = getattr(self, name)
+            allowed = tuple(c.value for c in choice)
+            _require(value in allowed, f"{name}={value!r} is not one of {allowed}")
+            object.__setattr__(self, name, choice(value))
         if self.sliding_layers is not None:
             # Frozen and hashable (the config is static in jit), even when built from JSON lists.
             object.__setattr__(self, "sliding_layers", tuple(self.sliding_layers))
@@ -108,22 +118,14 @@ class DecoderConfig:
                 self.head_dim % 2 == 0,
                 f"head_dim={self.head_dim} must be even for rotary embeddings",
             )
-        choices = {
-            "dtype": _DTYPES,
-            "param_dtype": _DTYPES,
-            "norm": _NORMS,
-            "activation": tuple(_ACTIVATIONS),
-            "position": _POSITIONS,
-            "rope_scaling": _ROPE_SCALINGS,
-        }
-        for name, allowed in choices.items():
+        for name in ("dtype", "param_dtype"):
             value = getattr(self, name)
-            _require(value in allowed, f"{name}={value!r} is not one of {allowed}")
+            _require(value in _DTYPES, f"{name}={value!r} is not one of {_DTYPES}")
         for name in ("query_scale", "attn_softcap", "final_softcap", "sliding_window"):
             value = getattr(self, name)
             _require(value is None or value > 0, f"{name} must be positive or None, got {value}")
         _require(self.rope_factor > 0, f"rope_factor must be positive, got {self.rope_factor}")
-        if self.rope_scaling == "llama3":
+        if self.rope_scaling is RopeScaling.llama3:
             _require(
                 self.rope_high_freq_factor > self.rope_low_freq_factor,
                 "rope_high_freq_factor must exceed rope_low_freq_factor",
@@ -157,7 +159,7 @@ def _layer_matmul_params(cfg: DecoderConfig) -> int:
 
 def _layer_vector_params(cfg: DecoderConfig) -> int:
     """Biases and norm weights of one block."""
-    norm = cfg.dim * (2 if cfg.norm == "layer" else 1)
+    norm = cfg.dim * (2 if cfg.norm is NormKind.layer else 1)
     n_norms = 4 if cfg.sandwich_norm else 2
     qk_norms = 2 * cfg.head_dim if cfg.qk_norm else 0
     qkv_bias = (cfg.n_heads + 2 * cfg.n_kv_heads) * cfg.head_dim if cfg.qkv_bias else 0
@@ -170,8 +172,8 @@ def num_params(cfg: DecoderConfig) -> int:
     """Exact number of parameters `Decoder(cfg)` holds."""
     per_layer = _layer_matmul_params(cfg) + _layer_vector_params(cfg)
     embed = cfg.vocab_size * cfg.dim
-    positions = cfg.max_seq_len * cfg.dim if cfg.position == "learned" else 0
-    final_norm = cfg.dim * (2 if cfg.norm == "layer" else 1)
+    positions = cfg.max_seq_len * cfg.dim if cfg.position is PositionKind.learned else 0
+    final_norm = cfg.dim * (2 if cfg.norm is NormKind.layer else 1)
     head = 0 if cfg.tie_embeddings else cfg.vocab_size * cfg.dim
     return embed + positions + cfg.n_layers * per_layer + final_norm + head
 
@@ -230,18 +232,18 @@ class Norm(nnx.Module):
     scale starts at zero.
     """
 
-    def __init__(self, cfg: DecoderConfig, width: int | None = None, kind: str | None = None):
+    def __init__(self, cfg: DecoderConfig, width: int | None = None, kind: NormKind | None = None):
         width = width or cfg.dim
         pdtype = jnp.dtype(cfg.param_dtype)
         self.kind = kind or cfg.norm
         self.eps, self.offset = cfg.norm_eps, cfg.norm_offset
         init = jnp.zeros if self.offset else jnp.ones
         self.scale = nnx.Param(init((width,), pdtype))
-        self.bias = nnx.Param(jnp.zeros((width,), pdtype)) if self.kind == "layer" else None
+        self.bias = nnx.Param(jnp.zeros((width,), pdtype)) if self.kind is NormKind.layer else None
 
     def __call__(self, x: jax.Array) -> jax.Array:
         x32 = x.astype(jnp.float32)
-        if self.kind == "layer":
+        if self.kind is NormKind.layer:
             x32 = x32 - jnp.mean(x32, axis=-1, keepdims=True)
         mean_sq = jnp.mean(jnp.square(x32), axis=-1, keepdims=True)  # [..., 1]
         scale = self.scale[...].astype(jnp.float32)
@@ -262,9 +264,9 @@ def rope_inv_freq(cfg: DecoderConfig) -> jax.Array:
     """
     exponents = jnp.arange(0, cfg.head_dim, 2, dtype=jnp.float32) / cfg.head_dim  # [e/2]
     inv_freq = cfg.rope_theta**-exponents
-    if cfg.rope_scaling == "linear":
+    if cfg.rope_scaling is RopeScaling.linear:
         return inv_freq / cfg.rope_factor
-    if cfg.rope_scaling == "llama3":
+    if cfg.rope_scaling is RopeScaling.llama3:
         factor, low, high = cfg.rope_factor, cfg.rope_low_freq_factor, cfg.rope_high_freq_factor
         original = cfg.rope_original_max_len
         wavelen = 2 * math.pi / inv_freq  # tokens per turn
@@ -336,8 +338,8 @@ class Attention(nnx.Module):
         self.k_proj = _linear(cfg, cfg.dim, kv_width, rngs, bias=cfg.qkv_bias)
         self.v_proj = _linear(cfg, cfg.dim, kv_width, rngs, bias=cfg.qkv_bias)
         self.o_proj = _linear(cfg, q_width, cfg.dim, rngs, bias=cfg.out_bias)
-        self.q_norm = Norm(cfg, cfg.head_dim, "rms") if cfg.qk_norm else None
-        self.k_norm = Norm(cfg, cfg.head_dim, "rms") if cfg.qk_norm else None
+        self.q_norm = Norm(cfg, cfg.head_dim, NormKind.rms) if cfg.qk_norm else None
+        self.k_norm = Norm(cfg, cfg.head_dim, NormKind.rms) if cfg.qk_norm else None
 
     def __call__(self, x: jax.Array, rope: Rope, mask: jax.Array) -> jax.Array:
         b, s, _ = x.shape
@@ -423,7 +425,9 @@ class Decoder(nnx.Module):
     def __init__(self, cfg: DecoderConfig, *, rngs: nnx.Rngs):
         self.cfg = cfg
         self.embed = _embed(cfg, cfg.vocab_size, rngs)
-        self.pos_embed = _embed(cfg, cfg.max_seq_len, rngs) if cfg.position == "learned" else None
+        self.pos_embed = (
+            _embed(cfg, cfg.max_seq_len, rngs) if cfg.position is PositionKind.learned else None
+        )
         self.layers = nnx.List(
             [Block(cfg, sliding=cfg.is_sliding(i), rngs=rngs) for i in range(cfg.n_layers)]
         )

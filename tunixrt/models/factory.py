@@ -19,28 +19,35 @@ from tunixrt.models.lora import apply_lora
 log = logging.getLogger(__name__)
 
 
+# DecoderConfig fields that do not come from ModelConfig: the vocabulary comes from the
+# tokenizer (or model.vocab_size), the dtypes from the device's precision.
+_FROM_RUN = ("vocab_size", "dtype", "param_dtype", "family", "explicit_head_dim")
+
+
 def decoder_config(cfg: ModelConfig, *, vocab_size: int, dtype: jnp.dtype) -> DecoderConfig:
-    """`model.vocab_size` (if set) must hold every id the tokenizer produces."""
+    """The DecoderConfig of a model trained from scratch: every layout key of
+    `model.*` by its name. `model.vocab_size` (if set) must hold every id the tokenizer
+    produces."""
     vocab = cfg.vocab_size if cfg.vocab_size is not None else vocab_size
     if vocab < vocab_size:
         raise ConfigError(
             f"model.vocab_size={vocab} is smaller than the tokenizer's vocabulary ({vocab_size})"
         )
-    return DecoderConfig(
-        vocab_size=vocab,
-        dim=cfg.dim,
-        n_layers=cfg.n_layers,
-        n_heads=cfg.n_heads,
-        n_kv_heads=cfg.n_kv_heads,
-        ffn_dim=cfg.ffn_dim,
-        max_seq_len=cfg.max_seq_len,
-        rope_theta=cfg.rope_theta,
-        norm_eps=cfg.norm_eps,
-        tie_embeddings=cfg.tie_embeddings,
-        dtype=jnp.dtype(dtype).name,
-        init_std=cfg.init_std,
-        remat=cfg.remat,
-    )
+    layout = {
+        f.name: getattr(cfg, f.name)
+        for f in dataclasses.fields(DecoderConfig)
+        if f.name not in _FROM_RUN
+    }
+    try:
+        return DecoderConfig(
+            **layout,
+            vocab_size=vocab,
+            dtype=jnp.dtype(dtype).name,
+            family=cfg.family or "llama",
+            explicit_head_dim=cfg.head_dim,
+        )
+    except ValueError as err:
+        raise ConfigError(f"model {cfg.name}: {err}") from None
 
 
 def _pretrained(cfg: ModelConfig, *, vocab_size: int, dtype: jnp.dtype, devices: Devices):

@@ -35,7 +35,6 @@ class RunInfo:
     run_dir: str | Path  # made absolute; the same folder again means a resume
     config: Mapping[str, Any] = field(default_factory=dict)  # masked before storing
     overrides: Sequence[str] = ()
-    config_hash: str | None = None  # None: hash of the (masked) config
     tb_dir: str | Path | None = None
     checkpoint_dir: str | Path | None = None
     device_kind: str | None = None  # e.g. "cpu", "NVIDIA H100 80GB HBM3", "TPU v5 lite"

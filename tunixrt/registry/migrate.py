@@ -19,6 +19,7 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, column, inspect, select, table, text
 
+from tunixrt.paths import repo_path
 from tunixrt.registry.engine import READ_ONLY
 from tunixrt.registry.errors import RegistryError
 from tunixrt.registry.urls import mask_url
@@ -30,8 +31,6 @@ VERSION_TABLE = table("alembic_version", column("version_num"))
 
 def migrations_dir() -> Path:
     """migrations/ of the source checkout, or its copy packaged in the wheel."""
-    from tunixrt.config import repo_path
-
     return repo_path("migrations")
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -20,6 +20,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from tunixrt.dotted import flatten
 from tunixrt.registry.errors import RegistryError, describe
 from tunixrt.registry.info import json_safe
 from tunixrt.registry.models import (
@@ -241,18 +242,6 @@ def get_run(registry: Registry, id_or_prefix: str) -> RunDetails:
             for c in session.scalars(ckpts)
         ]
     return details
-
-
-def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{"a": {"b": 1}} -> {"a.b": 1}; lists stay values."""
-    out: dict[str, Any] = {}
-    for key, value in config.items():
-        dotted = f"{prefix}{key}"
-        if isinstance(value, Mapping) and value:
-            out.update(flatten(value, dotted + "."))
-        else:
-            out[dotted] = value
-    return out
 
 
 def compare_runs(registry: Registry, ids: Sequence[str]) -> Comparison:

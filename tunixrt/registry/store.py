@@ -21,7 +21,7 @@ from tunixrt.registry.info import RunInfo, config_hash, json_safe
 from tunixrt.registry.migrate import ensure_schema
 from tunixrt.registry.models import Checkpoint, MetricLatest, MetricPoint, Run, RunStatus, utcnow
 from tunixrt.registry.recorder import RunRecorder
-from tunixrt.registry.urls import mask_config, mask_url
+from tunixrt.registry.urls import mask_config, mask_url, sqlite_path
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +70,18 @@ class Registry:
             engine.dispose()
             raise
         return cls(engine, lost_after_s=lost_after_s)
+
+    @classmethod
+    def open_existing(cls, url: str, **options: Any) -> Registry:
+        """`open` for readers: a SQLite file that does not exist is an error (no run has
+        been registered there), never created as a side effect of a lookup."""
+        path = sqlite_path(url)
+        if path is not None and not path.exists():
+            raise RegistryError(
+                f"no registry at {mask_url(url)}: no run has been registered there; pass "
+                "--registry URL or set TUNIXRT_REGISTRY_URL"
+            )
+        return cls.open(url, **options)
 
     @property
     def url(self) -> str:
@@ -138,7 +150,7 @@ class Registry:
             run.ended_at, run.error = None, None
             run.config = config
             run.overrides = json_safe(mask_config(list(info.overrides)))
-            run.config_hash = info.config_hash or config_hash(config)
+            run.config_hash = config_hash(config)
             run.git_commit, run.git_dirty = info.git_commit, info.git_dirty
             run.host = info.host
             run.device_kind, run.device_count = info.device_kind, info.device_count

@@ -1,5 +1,6 @@
-"""The training loop: `train(cfg)` starts or resumes a run, steps, logs, evaluates and
-saves, and stops cleanly on SIGTERM or Ctrl-C."""
+"""The training loop: `train(cfg, run_dir)` starts or resumes a run, steps, logs,
+evaluates and saves, and stops cleanly on SIGTERM or Ctrl-C. Works from plain Python:
+no Hydra needed (the `tunixrt-train` entry passes in what Hydra knows)."""
 
 from __future__ import annotations
 
@@ -7,33 +8,20 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import jax
 import numpy as np
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from tunixrt.checkpoint import Checkpointer, load_train_state, train_state
-from tunixrt.config import FINAL_METRICS, TrainConfig, validate
-from tunixrt.data.batching import IteratorState
-from tunixrt.devices import Devices, setup_devices
-from tunixrt.registry import RegistryWriter, RunRecorder, mask_config
-from tunixrt.tensorboard import TensorBoardWriter, truncate_after
+from tunixrt.checkpoint import train_state
+from tunixrt.config import TrainConfig, validate
+from tunixrt.train.context import RunContext
 from tunixrt.train.metrics import Throughput
 from tunixrt.train.progress import ProgressDisplay
-from tunixrt.train.resume import check_compatible, check_policy
-from tunixrt.train.setup import Setup, enable_compile_cache, evaluate, setup, to_device
+from tunixrt.train.run import Run, open_run
+from tunixrt.train.setup import enable_compile_cache, evaluate, to_device
 from tunixrt.train.signals import Preempted, StopRequest
-from tunixrt.train.state import LoopState, checkpoint_meta
-from tunixrt.train.step import lora_train_step, train_step
-from tunixrt.train.tracking import (
-    hparams,
-    hydra_overrides,
-    mask_hydra_files,
-    quiet_libraries,
-    start_recording,
-)
-from tunixrt.writers import MetricWriter, MultiWriter
+from tunixrt.train.state import checkpoint_meta
 
 log = logging.getLogger(__name__)
 
@@ -59,31 +47,71 @@ class TrainResult:
         return None
 
 
-@dataclass
-class Run:
-    """A setup plus its loop state and where results go."""
+def train(cfg: TrainConfig | DictConfig, run: RunContext | str | Path | None = None) -> TrainResult:
+    """Train from a config (typed, or composed by Hydra), resuming from the run folder's
+    newest checkpoint when `run.resume` allows. `run` is the run folder, or the
+    `RunContext` the CLI gathers from Hydra; None: outputs/RUN_NAME (or a timestamp).
 
-    setup: Setup
-    run_dir: Path
-    config: dict[str, Any]  # resolved, JSON-ready; stored in every checkpoint
-    loop: LoopState
-    writer: MetricWriter
-    checkpointer: Checkpointer
-    recorder: RunRecorder | None = None
-    tb: TensorBoardWriter | None = None
-    pending: list[tuple[int, dict[str, jax.Array]]] = field(default_factory=list)
+    The run is registered before anything compiles; whatever happens after that ends
+    in the registry as completed, preempted (a signal) or failed (with the error).
+    """
+    started = time.perf_counter()
+    typed = validate(cfg)
+    context = RunContext.of(run, typed.run.name)
+    enable_compile_cache(typed.device.compile_cache_dir)
+    with open_run(typed, context) as r:
+        result = TrainResult(context.run_dir, r.loop.step, r.loop.last_eval_loss, r.resumed_from)
+        if r.loop.step < typed.trainer.max_steps:
+            fit(r, result)
+        else:
+            log.info(
+                "nothing to do: the run is at step %d of %d", r.loop.step, typed.trainer.max_steps
+            )
+    _report(result, r, time.perf_counter() - started)
+    return result
 
 
-def hydra_run_dir() -> Path:
-    from hydra.core.hydra_config import HydraConfig
+def fit(run: Run, result: TrainResult) -> None:
+    """Step until trainer.max_steps, logging, evaluating and saving at their cadence;
+    returns once the last checkpoint is complete on disk."""
+    t = run.setup.cfg.trainer
+    throughput = Throughput()
+    first = run.loop.step + 1
+    with StopRequest() as stop, ProgressDisplay(t.progress, t.max_steps, run.loop.step) as bar:
+        while run.loop.step < t.max_steps:
+            metrics = _one_step(run, throughput)
+            step = run.loop.step
+            if step == first:
+                throughput.first_step_done(metrics)
+            scalars = None
+            if step == first or step % t.log_every == 0 or step == t.max_steps:
+                scalars = _train_scalars(run, step, throughput)
+                result.train_losses[step] = scalars["train/loss"]
+                run.writer.write_scalars(step, scalars)
+            bar.update(step, scalars)
+            eval_loss = None
+            if (t.eval_every and step % t.eval_every == 0) or step == t.max_steps:
+                eval_loss = _eval(run, step)
+            if run.checkpointer.due(step) or step == t.max_steps:
+                _save(run, step, eval_loss)
+            if stop.requested:
+                _stop(run, stop.requested)
+    run.checkpointer.wait()
+    run.tb.write_session_end(completed=True)
+    result.final_step = run.loop.step
+    result.final_eval_loss = run.loop.last_eval_loss
 
-    return Path(HydraConfig.get().runtime.output_dir)
 
-
-def config_dict(cfg: TrainConfig) -> dict[str, Any]:
-    out = OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True, enum_to_str=True)
-    assert isinstance(out, dict)
-    return {str(k): v for k, v in out.items()}
+def _one_step(run: Run, throughput: Throughput) -> dict[str, jax.Array]:
+    s = run.setup
+    batch = next(s.data.train)
+    tokens = int(np.count_nonzero(batch["segment_ids"]))
+    metrics = s.train_step(s.model, s.optimizer, to_device(batch, s))
+    run.loop.step += 1
+    run.loop.tokens_seen += tokens
+    throughput.add_tokens(tokens)
+    run.pending.append((run.loop.step, metrics))
+    return metrics
 
 
 def _check_finite(run: Run) -> None:
@@ -115,7 +143,8 @@ def _train_scalars(run: Run, step: int, throughput: Throughput) -> dict[str, flo
 
 def _eval(run: Run, step: int) -> float | None:
     _check_finite(run)
-    loss = evaluate(run.setup)
+    s = run.setup
+    loss = evaluate(s.model, s.data.eval_batches, s.devices)
     if loss is not None:
         run.loop.record_eval(loss)
         run.writer.write_scalars(step, {"eval/loss": loss})
@@ -134,183 +163,18 @@ def _save(run: Run, step: int, eval_loss: float | None) -> None:
         run.recorder.checkpoint(step, str(run.checkpointer.directory / str(step)), metrics)
 
 
-def _stop(run: Run, stop: StopRequest) -> None:
+def _stop(run: Run, signal_name: str) -> None:
     """After a signal: save, flush, and leave with `Preempted`."""
     step = run.loop.step
     _save(run, step, None)
     run.checkpointer.wait()
     run.writer.flush()
-    assert stop.requested is not None
-    raise Preempted(stop.requested, step, str(run.run_dir))
+    raise Preempted(signal_name, step, str(run.run_dir))
 
 
-def _one_step(run: Run, throughput: Throughput) -> dict[str, jax.Array]:
-    s = run.setup
-    batch = next(s.data.train)
-    tokens = int(np.count_nonzero(batch["segment_ids"]))
-    step_fn = lora_train_step if s.cfg.model.lora.rank > 0 else train_step
-    metrics = step_fn(s.model, s.optimizer, to_device(batch, s))
-    run.loop.step += 1
-    run.loop.tokens_seen += tokens
-    throughput.add_tokens(tokens)
-    run.pending.append((run.loop.step, metrics))
-    return metrics
-
-
-def fit(run: Run, result: TrainResult) -> None:
-    t = run.setup.cfg.trainer
-    throughput = Throughput()
-    first = run.loop.step + 1
-    with StopRequest() as stop, ProgressDisplay(t.progress, t.max_steps, run.loop.step) as bar:
-        while run.loop.step < t.max_steps:
-            metrics = _one_step(run, throughput)
-            step = run.loop.step
-            if step == first:
-                throughput.first_step_done(metrics)
-            scalars = None
-            if step == first or step % t.log_every == 0 or step == t.max_steps:
-                scalars = _train_scalars(run, step, throughput)
-                result.train_losses[step] = scalars["train/loss"]
-                run.writer.write_scalars(step, scalars)
-            bar.update(step, scalars)
-            eval_loss = None
-            if (t.eval_every and step % t.eval_every == 0) or step == t.max_steps:
-                eval_loss = _eval(run, step)
-            if run.checkpointer.due(step) or step == t.max_steps:
-                _save(run, step, eval_loss)
-            if stop.requested:
-                _stop(run, stop)
-    result.final_step = run.loop.step
-    result.final_eval_loss = run.loop.last_eval_loss
-
-
-def _resume_point(
-    cfg: TrainConfig, config: dict[str, Any], ck: Checkpointer, folder: Path
-) -> tuple[int, dict[str, Any]] | None:
-    """The checkpoint step and metadata to resume from, or None to start fresh."""
-    newest = ck.newest_readable_meta()
-    if not check_policy(cfg.run.resume, None if newest is None else newest[0], str(folder)):
-        return None
-    assert newest is not None
-    check_compatible(newest[1]["config"], config, str(folder))
-    return newest
-
-
-def _restore(run: Run, at_most: int) -> int:
-    s = run.setup
-    restored = run.checkpointer.restore_newest(train_state(s.model, s.optimizer), at_most=at_most)
-    load_train_state(s.model, s.optimizer, restored.arrays)
-    s.data.train.restore(IteratorState.from_dict(restored.meta["data"]))
-    run.loop = LoopState.from_dict(restored.meta["loop"])
-    dropped = truncate_after(run.run_dir / "tb", restored.step)
-    log.info(
-        "resumed from step %d (%s)%s",
-        restored.step,
-        run.checkpointer.directory,
-        f"; dropped {dropped} TensorBoard events logged after it" if dropped else "",
-    )
-    return restored.step
-
-
-def _checkpointer(cfg: TrainConfig, folder: Path) -> Checkpointer:
-    ck = cfg.checkpoint
-    return Checkpointer(
-        folder / "checkpoints",
-        every_steps=ck.every_steps,
-        keep=ck.keep,
-        best_metric=ck.keep_best_metric,
-        best_mode=ck.best_mode.value,
-    )
-
-
-def _open(
-    cfg: TrainConfig,
-    folder: Path,
-    config: dict[str, Any],
-    devices: Devices,
-    checkpointer: Checkpointer,
-    newest: tuple[int, dict[str, Any]] | None,
-) -> Run:
-    """Build the setup and restore the checkpoint `newest` points at, if any."""
-    horizon = newest[1]["loop"]["schedule_steps"] if newest else cfg.trainer.max_steps
-    s = setup(cfg, schedule_steps=horizon, devices=devices)
-    loop_state = LoopState(schedule_steps=horizon)
-    run = Run(s, folder, config, loop_state, MultiWriter([]), checkpointer)
-    if newest is not None:
-        _restore(run, newest[0])
-    return run
-
-
-def _attach_writers(run: Run, fresh: bool) -> None:
-    tb = TensorBoardWriter(run.run_dir / "tb")
-    if fresh:
-        tb.write_text(0, "config", "```\n" + OmegaConf.to_yaml(run.config) + "```")
-        tb.write_hparams(hparams(run.config, hydra_overrides()), list(FINAL_METRICS))
-    run.tb = tb
-    writers: list[MetricWriter] = [tb]
-    if run.recorder is not None:
-        writers.append(RegistryWriter(run.recorder))
-    run.writer = MultiWriter(writers)
-
-
-def _finish(recorder: RunRecorder | None, status: str, step: int, error: str | None = None):
-    if recorder is not None and not recorder.finish(status, error=error, last_step=step):
-        log.warning("the registry could not record the end of this run (%s)", status)
-
-
-def train(cfg: DictConfig | TrainConfig, run_dir: str | Path | None = None) -> TrainResult:
-    """Train from a composed config, resuming from the run folder's newest checkpoint
-    when `run.resume` allows; `run_dir` defaults to Hydra's output folder.
-
-    The run is registered before anything compiles; whatever happens after that ends
-    in the registry as completed, preempted (a signal) or failed (with the error).
-    """
-    folder = Path(run_dir) if run_dir is not None else hydra_run_dir()
-    folder.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-    quiet_libraries()
-    mask_hydra_files(folder)
-    typed = validate(cfg)
-    enable_compile_cache(typed.device.compile_cache_dir)
-    config = mask_config(config_dict(typed))
-    devices = setup_devices(typed.device)
-    checkpointer = _checkpointer(typed, folder)
-    newest = _resume_point(typed, config, checkpointer, folder)
-    resume_step = newest[0] if newest else None
-    recorder = start_recording(typed, config, folder, devices, resume_step)
-    run: Run | None = None
-    try:
-        run = _open(typed, folder, config, devices, checkpointer, newest)
-        run.recorder = recorder
-        _attach_writers(run, fresh=newest is None)
-        resumed = run.loop.step if newest else None
-        result = TrainResult(folder, run.loop.step, run.loop.last_eval_loss, resumed)
-        if run.loop.step < typed.trainer.max_steps:
-            fit(run, result)
-            assert run.tb is not None
-            run.tb.write_session_end(completed=True)
-        else:
-            log.info(
-                "nothing to do: the run is at step %d of %d", run.loop.step, typed.trainer.max_steps
-            )
-    except Preempted as stop:
-        _finish(recorder, "preempted", stop.step)
-        raise
-    except BaseException as err:
-        _finish(recorder, "failed", run.loop.step if run else 0, f"{type(err).__name__}: {err}")
-        raise
-    finally:
-        checkpointer.close()
-        if run is not None:
-            run.writer.close()
-    _finish(recorder, "completed", result.final_step)
-    _report(result, folder, checkpointer, time.perf_counter() - started)
-    return result
-
-
-def _report(result: TrainResult, folder: Path, ck: Checkpointer, seconds: float) -> None:
+def _report(result: TrainResult, run: Run, seconds: float) -> None:
     loss = "n/a" if result.final_eval_loss is None else f"{result.final_eval_loss:.4f}"
     log.info("finished at step %d in %.1fs; final eval loss %s", result.final_step, seconds, loss)
-    log.info("run folder:  %s", folder.resolve())
-    log.info("tensorboard: tensorboard --logdir %s", (folder / "tb").resolve())
-    log.info("checkpoints: %s", ck.directory)
+    log.info("run folder:  %s", run.run_dir.resolve())
+    log.info("tensorboard: tensorboard --logdir %s", (run.run_dir / "tb").resolve())
+    log.info("checkpoints: %s", run.checkpointer.directory)

@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-from tunixrt.config import ConfigError, Resume
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from tunixrt.config import ConfigError, Resume, TrainConfig
+from tunixrt.dotted import flatten
 
 # Dotted prefixes of keys that may change between a run and its resume.
 MUTABLE = (
@@ -32,23 +36,32 @@ MUTABLE = (
 )
 
 
-def flatten(tree: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
-    for key, value in tree.items():
-        dotted = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            yield from flatten(value, dotted + ".")
-        else:
-            yield dotted, value
-
-
 def identity(config: Mapping[str, Any]) -> dict[str, Any]:
     """The flattened keys that define a run (everything but `MUTABLE`)."""
-    return {k: v for k, v in flatten(config) if not any(k == m or k.startswith(m) for m in MUTABLE)}
+    return {
+        k: v
+        for k, v in flatten(config).items()
+        if not any(k == m or k.startswith(m) for m in MUTABLE)
+    }
 
 
-def config_hash(config: Mapping[str, Any]) -> str:
+def identity_hash(config: Mapping[str, Any]) -> str:
+    """sha256 of `identity(config)`: equal for a run and any resume it accepts. (The
+    registry's `config_hash` hashes the whole config.)"""
     blob = json.dumps(identity(config), sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def with_defaults(saved: Mapping[str, Any]) -> dict[str, Any]:
+    """A checkpoint's config with the keys it lacks (it was saved by a tunixrt that did
+    not have them yet) at their defaults, so they do not count as changed. A config the
+    schema cannot take is returned as it is, for `check_compatible` to name its keys."""
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(TrainConfig), dict(saved))
+        out = OmegaConf.to_container(merged, resolve=True, enum_to_str=True)
+    except OmegaConfBaseException:
+        return dict(saved)
+    return {str(k): v for k, v in out.items()} if isinstance(out, dict) else dict(saved)
 
 
 def check_compatible(saved: Mapping[str, Any], now: Mapping[str, Any], where: str) -> None:

@@ -1,5 +1,6 @@
 """Build what training computes with, from a validated config: devices, data, model,
-optimizer. Shared by the training loop and the benchmark."""
+optimizer and the train step that fits them. Shared by the training loop and the
+benchmark, so both run the same compiled step."""
 
 from __future__ import annotations
 
@@ -12,12 +13,12 @@ import optax
 from flax import nnx
 
 from tunixrt.config import ConfigError, TrainConfig
-from tunixrt.data.batching import Batch
+from tunixrt.data.batching import HostBatch
 from tunixrt.data.pipeline import Data, load_data
 from tunixrt.devices import Devices, setup_devices
 from tunixrt.models.factory import build_model, trainable
 from tunixrt.optim import make_optimizer
-from tunixrt.train.step import eval_step
+from tunixrt.train.step import DeviceBatch, TrainStep, eval_step, make_train_step
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,9 @@ class Setup:
     model: nnx.Module
     optimizer: nnx.Optimizer
     schedule: optax.Schedule
+    # The compiled step for what the optimizer updates (every weight, or LoRA adapters);
+    # chosen once here, so the loop and the benchmark cannot disagree.
+    train_step: TrainStep
 
 
 def enable_compile_cache(folder: str | None) -> None:
@@ -37,8 +41,9 @@ def enable_compile_cache(folder: str | None) -> None:
     from disk instead of compiling again."""
     if folder is None:
         return
+    # JAX creates the folder when it first writes to it, so a run that fails on its
+    # input leaves none behind
     path = Path(folder).expanduser().resolve()
-    path.mkdir(parents=True, exist_ok=True)
     jax.config.update("jax_compilation_cache_dir", str(path))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
@@ -77,14 +82,15 @@ def setup(
         devices=devices,
     )
     tx, schedule = make_optimizer(cfg.optimizer, schedule_steps or t.max_steps)
-    optimizer = nnx.Optimizer(model, tx, wrt=trainable(cfg.model))
+    wrt = trainable(cfg.model)
+    optimizer = nnx.Optimizer(model, tx, wrt=wrt)
     # Commit the optimizer state to the mesh like the parameters: state left uncommitted
     # would make the first step compile for other shardings than every later step.
     nnx.update(optimizer, jax.device_put(nnx.state(optimizer), devices.replicated))
-    return Setup(cfg, devices, data, model, optimizer, schedule)
+    return Setup(cfg, devices, data, model, optimizer, schedule, make_train_step(wrt))
 
 
-def to_device(batch: Batch, s: Setup) -> dict[str, jax.Array]:
+def to_device(batch: HostBatch, s: Setup) -> DeviceBatch:
     """[rows, seq] host arrays -> [accum, rows/accum, seq] arrays split over devices."""
     accum = s.cfg.trainer.grad_accum
     sharding = s.devices.micro_batch_sharding
@@ -93,13 +99,13 @@ def to_device(batch: Batch, s: Setup) -> dict[str, jax.Array]:
     }
 
 
-def evaluate(s: Setup) -> float | None:
-    """Token-weighted mean loss over the fixed held-out batches."""
-    if not s.data.eval_batches:
+def evaluate(model: nnx.Module, batches: list[HostBatch], devices: Devices) -> float | None:
+    """Token-weighted mean loss over fixed held-out batches; None when there are none."""
+    if not batches:
         return None
     total, count = 0.0, 0.0
-    for batch in s.data.eval_batches:
-        placed = {k: jax.device_put(v, s.devices.data_sharding) for k, v in batch.items()}
-        loss_sum, n = jax.device_get(eval_step(s.model, placed))
+    for batch in batches:
+        placed = {k: jax.device_put(v, devices.data_sharding) for k, v in batch.items()}
+        loss_sum, n = jax.device_get(eval_step(model, placed))
         total, count = total + float(loss_sum), count + float(n)
     return total / max(count, 1.0)

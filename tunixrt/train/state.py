@@ -10,7 +10,7 @@ import jax
 from flax import nnx
 
 from tunixrt.registry import package_versions
-from tunixrt.train.resume import config_hash
+from tunixrt.train.resume import identity_hash
 
 
 @dataclass
@@ -44,7 +44,7 @@ def checkpoint_meta(
         "loop": asdict(loop),
         "data": data_state,
         "config": config,
-        "config_hash": config_hash(config),
+        "identity_hash": identity_hash(config),
         "param_shapes": param_shapes(model),
         "versions": package_versions(),
         "backend": jax.default_backend(),

@@ -8,6 +8,8 @@ tokens fall into micro-batches.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -15,10 +17,10 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-Batch = dict[str, jax.Array]
+DeviceBatch = dict[str, jax.Array]  # the same keys as data.HostBatch, placed on the mesh
 
 
-def loss_sums(model: nnx.Module, batch: Batch) -> tuple[jax.Array, jax.Array]:
+def loss_sums(model: nnx.Module, batch: DeviceBatch) -> tuple[jax.Array, jax.Array]:
     """Sum of token cross-entropies over weighted targets, and the weight total."""
     logits = model(
         batch["inputs"],
@@ -31,13 +33,13 @@ def loss_sums(model: nnx.Module, batch: Batch) -> tuple[jax.Array, jax.Array]:
 
 
 def _accumulate(
-    model: nnx.Module, batch: Batch, wrt: type[nnx.Variable]
+    model: nnx.Module, batch: DeviceBatch, wrt: type[nnx.Variable]
 ) -> tuple[Any, jax.Array, jax.Array]:
     """Summed gradients (of the `wrt` variables), loss and token count over the
     micro-batch axis."""
     graphdef, params, rest = nnx.split(model, wrt, ...)  # type: ignore[misc]
 
-    def micro(carry: tuple[Any, jax.Array, jax.Array], mb: Batch):
+    def micro(carry: tuple[Any, jax.Array, jax.Array], mb: DeviceBatch):
         grad_sum, loss_sum, count = carry
 
         def f(p: Any) -> tuple[jax.Array, jax.Array]:
@@ -53,12 +55,20 @@ def _accumulate(
     return grad_sum, loss_sum, count
 
 
-def make_train_step(wrt: type[nnx.Variable]) -> Any:
+# (model, optimizer, batch) -> metrics; model and optimizer are updated in place.
+TrainStep = Callable[[nnx.Module, nnx.Optimizer, DeviceBatch], dict[str, jax.Array]]
+
+
+@functools.cache
+def make_train_step(wrt: type[nnx.Variable]) -> TrainStep:
     """A compiled optimizer step that differentiates and updates the `wrt` variables only
-    (nnx.Param: every weight; nnx.LoRAParam: the adapters)."""
+    (nnx.Param: every weight; nnx.LoRAParam: the adapters). One per `wrt`, so every
+    caller shares its compilation cache."""
 
     @nnx.jit(donate_argnums=(0, 1))
-    def step(model: nnx.Module, optimizer: nnx.Optimizer, batch: Batch) -> dict[str, jax.Array]:
+    def step(
+        model: nnx.Module, optimizer: nnx.Optimizer, batch: DeviceBatch
+    ) -> dict[str, jax.Array]:
         grad_sum, loss_sum, count = _accumulate(model, batch, wrt)
         denom = jnp.maximum(count, 1.0)
         grads = jax.tree.map(lambda g: g / denom, grad_sum)
@@ -72,11 +82,7 @@ def make_train_step(wrt: type[nnx.Variable]) -> Any:
     return step
 
 
-train_step = make_train_step(nnx.Param)
-lora_train_step = make_train_step(nnx.LoRAParam)
-
-
 @nnx.jit
-def eval_step(model: nnx.Module, batch: Batch) -> tuple[jax.Array, jax.Array]:
+def eval_step(model: nnx.Module, batch: DeviceBatch) -> tuple[jax.Array, jax.Array]:
     """Summed loss and token count of one [rows, seq] batch, for a token-weighted mean."""
     return loss_sums(model, batch)

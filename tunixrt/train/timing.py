@@ -1,4 +1,5 @@
-"""`tunixrt bench`: time the real train step of a composed config.
+"""Timing of the real train step of a setup, and of a checkpoint save and restore;
+what `tunixrt bench` prints.
 
 Prints tokens/s, step time, compile time, model FLOPs utilization (when the device's
 peak is known) and peak memory; with `--checkpoint`, also the time a save blocks the
@@ -20,7 +21,6 @@ import numpy as np
 from tunixrt.checkpoint import Checkpointer, train_state
 from tunixrt.models import flops_per_token, num_params
 from tunixrt.train.setup import Setup, to_device
-from tunixrt.train.step import lora_train_step, train_step
 
 # Dense bf16 peak FLOP/s per chip, from the vendors' data sheets.
 PEAK_BF16_FLOPS = {
@@ -72,7 +72,7 @@ def bench_step(s: Setup, *, steps: int, warmup: int) -> BenchResult:
     t = s.cfg.trainer
     batches = [to_device(next(s.data.train), s) for _ in range(min(steps, 4))]
     start = time.perf_counter()
-    step = lora_train_step if s.cfg.model.lora.rank > 0 else train_step
+    step = s.train_step
     jax.block_until_ready(step(s.model, s.optimizer, batches[0]))
     compile_seconds = time.perf_counter() - start
     for i in range(warmup):

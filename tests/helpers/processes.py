@@ -1,0 +1,48 @@
+"""Running scripts/train.py in a subprocess, and killing it at a chosen moment."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.helpers.paths import ROOT, TRAIN_SCRIPT
+
+
+def run_train(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """`python scripts/train.py ARGS` as a user runs it, from the repo root; waits."""
+    return subprocess.run(
+        [sys.executable, str(TRAIN_SCRIPT), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+    )
+
+
+def start_train(*args: str, quiet: bool = False) -> subprocess.Popen[str]:
+    """The same in the background; its output (unbuffered, stderr merged) on a pipe, or
+    discarded when `quiet`."""
+    out = subprocess.DEVNULL if quiet else subprocess.PIPE
+    return subprocess.Popen(
+        [sys.executable, str(TRAIN_SCRIPT), *args],
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+def kill_when(proc: subprocess.Popen[str], path: Path, timeout: float = 120) -> None:
+    """SIGKILL `proc` as soon as `path` exists (e.g. a checkpoint landed); fails if the
+    process ends first or `timeout` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert proc.poll() is None, f"the run ended before {path} appeared"
+        assert time.monotonic() < deadline, f"{path} did not appear in {timeout} s"
+        time.sleep(0.02)
+    proc.kill()
+    proc.wait(timeout=30)

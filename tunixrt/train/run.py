@@ -1,0 +1,136 @@
+"""One start of a run, built whole: the setup, its loop state (fresh, or restored from
+the newest checkpoint), the checkpointer, the metric writers and the registry row.
+`open_run` opens them in order and closes them in reverse, whatever happens; the
+registry row ends as completed, preempted or failed on the way out."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import ExitStack, closing, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jax
+from omegaconf import OmegaConf
+
+from tunixrt.checkpoint import Checkpointer, load_train_state, train_state
+from tunixrt.config import FINAL_METRICS, TrainConfig
+from tunixrt.data.batching import IteratorState
+from tunixrt.devices import setup_devices
+from tunixrt.registry import RegistryWriter, RunRecorder, mask_config
+from tunixrt.tensorboard import TensorBoardWriter, truncate_after
+from tunixrt.train.context import RunContext
+from tunixrt.train.hparams import hparams
+from tunixrt.train.registration import start_recording
+from tunixrt.train.resume import check_compatible, check_policy, with_defaults
+from tunixrt.train.setup import Setup, setup
+from tunixrt.train.state import LoopState
+from tunixrt.writers import MetricWriter, MultiWriter
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Run:
+    setup: Setup
+    context: RunContext
+    config: dict[str, Any]  # resolved, masked, JSON-ready; stored in every checkpoint
+    loop: LoopState
+    checkpointer: Checkpointer
+    tb: TensorBoardWriter
+    writer: MetricWriter  # TensorBoard and the registry
+    recorder: RunRecorder | None
+    resumed_from: int | None  # the checkpoint step this start continued from
+    # (step, metrics) of the steps since the last host read of their finite flags
+    pending: list[tuple[int, dict[str, jax.Array]]] = field(default_factory=list)
+
+    @property
+    def run_dir(self) -> Path:
+        return self.context.run_dir
+
+
+def config_dict(cfg: TrainConfig) -> dict[str, Any]:
+    out = OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True, enum_to_str=True)
+    assert isinstance(out, dict)
+    return {str(k): v for k, v in out.items()}
+
+
+@contextmanager
+def open_run(cfg: TrainConfig, context: RunContext) -> Iterator[Run]:
+    """Everything a start of the run computes with and writes to. Input errors about
+    the folder's checkpoints surface before the registry hears of the run; every error
+    after that is recorded as the run's failure."""
+    folder = context.run_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    config = mask_config(config_dict(cfg))
+    devices = setup_devices(cfg.device)
+    with ExitStack() as stack:
+        checkpointer = stack.enter_context(closing(_checkpointer(cfg, folder)))
+        newest = _resume_point(cfg, config, checkpointer, folder)
+        resume_step = newest[0] if newest else None
+        recording = stack.enter_context(start_recording(cfg, config, context, devices, resume_step))
+        horizon = newest[1]["loop"]["schedule_steps"] if newest else cfg.trainer.max_steps
+        s = setup(cfg, schedule_steps=horizon, devices=devices)
+        loop = LoopState(schedule_steps=horizon)
+        if resume_step is not None:
+            loop = _restore(s, checkpointer, folder, resume_step)
+        recording.step = lambda: loop.step
+        resumed_from = loop.step if resume_step is not None else None
+        tb = stack.enter_context(closing(TensorBoardWriter(folder / "tb")))
+        if resume_step is None:
+            _describe(tb, config, context)
+        writers: list[MetricWriter] = [tb]
+        if recording.recorder is not None:
+            writers.append(RegistryWriter(recording.recorder))
+        writer = MultiWriter(writers)
+        stack.callback(writer.flush)
+        yield Run(
+            s, context, config, loop, checkpointer, tb, writer, recording.recorder, resumed_from
+        )
+
+
+def _checkpointer(cfg: TrainConfig, folder: Path) -> Checkpointer:
+    ck = cfg.checkpoint
+    return Checkpointer(
+        folder / "checkpoints",
+        every_steps=ck.every_steps,
+        keep=ck.keep,
+        best_metric=ck.keep_best_metric,
+        best_mode=ck.best_mode.value,
+    )
+
+
+def _resume_point(
+    cfg: TrainConfig, config: dict[str, Any], ck: Checkpointer, folder: Path
+) -> tuple[int, dict[str, Any]] | None:
+    """The checkpoint step and metadata to resume from, or None to start fresh."""
+    newest = ck.newest_readable_meta()
+    if not check_policy(cfg.run.resume, None if newest is None else newest[0], str(folder)):
+        return None
+    assert newest is not None
+    check_compatible(with_defaults(newest[1]["config"]), config, str(folder))
+    return newest
+
+
+def _restore(s: Setup, ck: Checkpointer, folder: Path, at_most: int) -> LoopState:
+    """Put the newest readable checkpoint (at most `at_most`) into the setup; drop the
+    TensorBoard events logged after it, so every step shows once."""
+    restored = ck.restore_newest(train_state(s.model, s.optimizer), at_most=at_most)
+    load_train_state(s.model, s.optimizer, restored.arrays)
+    s.data.train.restore(IteratorState.from_dict(restored.meta["data"]))
+    dropped = truncate_after(folder / "tb", restored.step)
+    log.info(
+        "resumed from step %d (%s)%s",
+        restored.step,
+        ck.directory,
+        f"; dropped {dropped} TensorBoard events logged after it" if dropped else "",
+    )
+    return LoopState.from_dict(restored.meta["loop"])
+
+
+def _describe(tb: TensorBoardWriter, config: dict[str, Any], context: RunContext) -> None:
+    """The config as text and the HParams record, once per run (not per resume)."""
+    tb.write_text(0, "config", "```\n" + OmegaConf.to_yaml(config) + "```")
+    tb.write_hparams(hparams(config, context.overrides), list(FINAL_METRICS))

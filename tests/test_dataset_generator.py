@@ -409,3 +409,16 @@ def test_tokenizer_special_tokens_and_round_trip(traces: list[dict[str, Any]]) -
     samples += ["\n".join(s["content"] for s in r["steps"]) for r in traces[:50]]
     for text in samples:
         assert tok.decode(tok.encode(text).ids) == text
+
+
+def test_tokenizer_script_reproduces_the_shipped_tokenizer(tmp_path: Path) -> None:
+    """scripts/train_tokenizer.py on the shipped traces writes the shipped tokenizer.json
+    byte for byte, and records it in the manifest as the shipped manifest does."""
+    for name in ("train.jsonl", "valid.jsonl", "eval.jsonl", "manifest.json"):
+        (tmp_path / name).write_bytes((DEV_DATA / name).read_bytes())
+    script = ROOT / "scripts" / "train_tokenizer.py"
+    subprocess.run([sys.executable, str(script), "--data", str(tmp_path)], check=True, cwd=ROOT)
+    assert (tmp_path / "tokenizer.json").read_bytes() == (DEV_DATA / "tokenizer.json").read_bytes()
+    made = json.loads((tmp_path / "manifest.json").read_text())
+    shipped = json.loads((DEV_DATA / "manifest.json").read_text())
+    assert made["files"]["tokenizer.json"] == shipped["files"]["tokenizer.json"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -370,15 +371,17 @@ class TrainConfig:
         )
 
 
-def validate(cfg: DictConfig | TrainConfig) -> TrainConfig:
-    """Typed objects with every range check run. A `TrainConfig` built in Python goes
-    through OmegaConf too, so a wrong type or a missing value (`???`) names its key as
-    it does on the command line."""
+def validate(cfg: DictConfig | TrainConfig | Mapping[str, Any]) -> TrainConfig:
+    """Typed objects with every range check run. A `TrainConfig` built in Python, or a
+    plain dict (a config stored as JSON), goes through OmegaConf too, so a wrong type or
+    a missing value (`???`) names its key as it does on the command line; keys a dict
+    lacks take their defaults."""
     try:
         node: Any = cfg
-        if isinstance(cfg, TrainConfig):
+        if not isinstance(cfg, DictConfig):
             # merged as plain values onto the schema, so an error names the dotted key
-            node = OmegaConf.merge(OmegaConf.structured(TrainConfig), dataclasses.asdict(cfg))
+            plain = dataclasses.asdict(cfg) if isinstance(cfg, TrainConfig) else dict(cfg)
+            node = OmegaConf.merge(OmegaConf.structured(TrainConfig), plain)
         obj = OmegaConf.to_object(node)
     except OmegaConfBaseException as err:
         # the first line says what is wrong; the rest repeats the key and object types

@@ -12,10 +12,10 @@ import json
 import logging
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import jax.numpy as jnp
 from flax import nnx
-from omegaconf import OmegaConf
 
 from tunixrt.checkpoint import Checkpointer, load_train_state
 from tunixrt.config import ConfigError, DeviceConfig, Platform, TrainConfig, validate
@@ -49,9 +49,8 @@ def locate(target: str, registry_url: str | None = None) -> tuple[Path, int | No
     return Path(run.checkpoint_dir or Path(run.run_dir) / "checkpoints"), None
 
 
-def _config(meta: dict) -> TrainConfig:
-    merged = OmegaConf.merge(OmegaConf.structured(TrainConfig), meta["config"])
-    return validate(merged)  # type: ignore[arg-type]
+def _config(meta: dict[str, Any]) -> TrainConfig:
+    return validate(meta["config"])
 
 
 def _tunixrt_tokenizer_dir(tok: TextTokenizer, source: str, folder: Path) -> Path:

@@ -90,7 +90,7 @@ class DecoderConfig:
     sliding_window: int | None = None  # a query sees keys less than this many tokens back
     sliding_layers: tuple[int, ...] | None = None  # layers using the window; None: all
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         for name, choice in _CHOICES.items():
             value = getattr(self, name)
             allowed = tuple(c.value for c in choice)
@@ -195,7 +195,7 @@ def flops_per_token(cfg: DecoderConfig, seq_len: int) -> int:
 # ---------------------------------------------------------------------------- blocks
 
 
-def _normal(cfg: DecoderConfig):
+def _normal(cfg: DecoderConfig) -> nnx.Initializer:
     return nnx.initializers.normal(stddev=cfg.init_std)
 
 

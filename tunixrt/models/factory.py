@@ -50,7 +50,9 @@ def decoder_config(cfg: ModelConfig, *, vocab_size: int, dtype: jnp.dtype) -> De
         raise ConfigError(f"model {cfg.name}: {err}") from None
 
 
-def _pretrained(cfg: ModelConfig, *, vocab_size: int, dtype: jnp.dtype, devices: Devices):
+def _pretrained(
+    cfg: ModelConfig, *, vocab_size: int, dtype: jnp.dtype, devices: Devices
+) -> Decoder:
     assert cfg.path is not None
     model = load_pretrained(
         cfg.path,

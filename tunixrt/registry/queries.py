@@ -14,9 +14,9 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, Result, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -124,7 +124,7 @@ def mark_lost(registry: Registry, now: datetime | None = None) -> int:
     )
     try:
         with registry.session() as session:
-            return int(session.execute(stmt).rowcount)  # type: ignore[attr-defined]
+            return _rowcount(session.execute(stmt))
     except SQLAlchemyError as err:
         log.warning("registry %s: could not mark lost runs: %s", registry.url, describe(err))
         return 0
@@ -304,5 +304,11 @@ def finish_sweep(registry: Registry, sweep_id: str, status: str = "completed") -
     status = SweepStatus(status).value
     stmt = update(Sweep).where(Sweep.id == sweep_id).values(status=status, ended_at=utcnow())
     with registry.failures_as("finishing a sweep"), registry.session() as session:
-        if session.execute(stmt).rowcount == 0:  # type: ignore[attr-defined]
+        if _rowcount(session.execute(stmt)) == 0:
             raise RegistryError(f"no sweep with id {sweep_id!r}")
+
+
+def _rowcount(result: Result[Any]) -> int:
+    """Rows an UPDATE matched: its result is a CursorResult, though Session.execute is
+    typed as returning the base Result."""
+    return int(cast(CursorResult[Any], result).rowcount)

@@ -16,6 +16,7 @@ from tunixrt.config import ConfigError, TrainConfig
 from tunixrt.data.batching import HostBatch
 from tunixrt.data.pipeline import Data, load_data
 from tunixrt.devices import Devices, setup_devices
+from tunixrt.models.decoder import Decoder
 from tunixrt.models.factory import build_model, trainable
 from tunixrt.optim import make_optimizer
 from tunixrt.train.step import DeviceBatch, TrainStep, eval_step, make_train_step
@@ -28,7 +29,7 @@ class Setup:
     cfg: TrainConfig
     devices: Devices
     data: Data
-    model: nnx.Module
+    model: Decoder
     optimizer: nnx.Optimizer
     schedule: optax.Schedule
     # The compiled step for what the optimizer updates (every weight, or LoRA adapters);

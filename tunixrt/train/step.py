@@ -24,7 +24,7 @@ def loss_sums(model: nnx.Module, batch: DeviceBatch) -> tuple[jax.Array, jax.Arr
     """Sum of token cross-entropies over weighted targets, and the weight total."""
     logits = model(
         batch["inputs"],
-        positions=batch["positions"],  # type: ignore[operator]
+        positions=batch["positions"],
         segment_ids=batch["segment_ids"],
     )  # [rows, seq, vocab] float32
     ce = optax.softmax_cross_entropy_with_integer_labels(logits, batch["targets"])
@@ -37,9 +37,13 @@ def _accumulate(
 ) -> tuple[Any, jax.Array, jax.Array]:
     """Summed gradients (of the `wrt` variables), loss and token count over the
     micro-batch axis."""
+    # flax types nnx.split's filters as one overload per count; a Variable type followed
+    # by `...` (the rest) matches none of them, though it is a documented call
     graphdef, params, rest = nnx.split(model, wrt, ...)  # type: ignore[misc]
 
-    def micro(carry: tuple[Any, jax.Array, jax.Array], mb: DeviceBatch):
+    def micro(
+        carry: tuple[Any, jax.Array, jax.Array], mb: DeviceBatch
+    ) -> tuple[tuple[Any, jax.Array, jax.Array], None]:
         grad_sum, loss_sum, count = carry
 
         def f(p: Any) -> tuple[jax.Array, jax.Array]:

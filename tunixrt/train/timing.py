@@ -84,7 +84,7 @@ def bench_step(s: Setup, *, steps: int, warmup: int) -> BenchResult:
         times.append(time.perf_counter() - t0)
     step_seconds = float(np.median(times))
     batch_tokens = t.batch_size * t.seq_len
-    dcfg = s.model.cfg  # type: ignore[attr-defined]
+    dcfg = s.model.cfg
     model_flops = flops_per_token(dcfg, t.seq_len) * batch_tokens / step_seconds
     kind = s.devices.devices[0].device_kind
     peak = _peak_flops(kind, s.devices.compute_dtype == jax.numpy.bfloat16)

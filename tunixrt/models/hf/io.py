@@ -13,7 +13,7 @@ import logging
 import os
 import shutil
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -216,12 +216,12 @@ def load_pretrained(
 # ---------------------------------------------------------------------------- writing
 
 
-def _param_reader(model: nnx.Module):
+def _param_reader(model: nnx.Module) -> Callable[[tuple[Any, ...]], np.ndarray]:
     """path -> numpy value of each parameter; adapted kernels come out merged."""
     variables = _variables(model)
     adapted = {path: m for path, m in nnx.iter_modules(model) if isinstance(m, LoRALinear)}
 
-    def read(path: tuple) -> np.ndarray:
+    def read(path: tuple[Any, ...]) -> np.ndarray:
         module = adapted.get(path[:-1])
         if module is not None and path[-1] == "kernel":
             return np.asarray(module.merged_kernel())

@@ -108,6 +108,7 @@ def test_unknown_group_option_lists_the_options():
         ("model.n_kv_heads=3", "model.n_kv_heads"),
         ("checkpoint.keep=0", "checkpoint.keep"),
         ("device.mem_fraction=1.5", "device.mem_fraction"),
+        ("trainer.seq_len=2048", "trainer.seq_len"),  # llama_tiny accepts 1024
     ],
 )
 def test_out_of_range_values_fail_on_validation_naming_the_key(override, key):

@@ -5,6 +5,9 @@ transformers."""
 from __future__ import annotations
 
 import json
+import logging
+import sys
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -15,9 +18,11 @@ import transformers
 from safetensors.numpy import load_file
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
+from tests.helpers import chat_templates
 from tests.helpers.config import compose_train
 from tests.helpers.data import addition_traces, write_jsonl
 from tunixrt.cli.main import main as tunixrt_cli
+from tunixrt.config import ConfigError
 from tunixrt.data import DataError
 from tunixrt.data.chat import ChatTokenizer
 from tunixrt.data.render import Rendered
@@ -111,6 +116,162 @@ def test_chat_template_frames_the_prompt_and_the_loss_covers_the_answer(pretrain
     assert enc.ids[-1] == tok.eos_id
 
 
+ONE_TURN = (("user", "Is 3 < 5 & 5 > 2? Answer \"yes\" or 'no'."),)
+ALTERNATING = (
+    ("user", "What is 2 + 3? <b>Show</b> & tell."),
+    ("assistant", '  2 + 3 = 5 & "five" > 4  '),
+    ("user", "And 'why' <not> 6?"),
+)
+WITH_SYSTEM = (("system", '  Be brief: <tags> & "quotes".  '), *ALTERNATING)
+SANDBOX_HINT = " (rendered without transformers, which this template may need)"
+
+
+@pytest.fixture(scope="module")
+def chat_folders(tmp_path_factory) -> dict[str, Path]:
+    """Tokenizer folders carrying the published Llama 3, Qwen2.5 and Gemma 2 templates."""
+    root = tmp_path_factory.mktemp("chat")
+    return {f: chat_templates.save_family(root / f, f) for f in chat_templates.FAMILIES}
+
+
+def chat(turns: tuple[tuple[str, str], ...]) -> Rendered:
+    return Rendered(turns[-1][1], "2 + 3 = 5.", "5", turns)
+
+
+def hf_prompt(folder: Path, turns: tuple[tuple[str, str], ...]) -> str:
+    """The prompt transformers renders from the folder, as at inference."""
+    tok = transformers.AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    messages = [{"role": role, "content": content} for role, content in turns]
+    return tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def without_transformers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`import transformers` fails from here on, as where it is not installed."""
+    monkeypatch.setitem(sys.modules, "transformers", None)
+
+
+@pytest.mark.parametrize(
+    "family, turns",
+    [
+        (family, turns)
+        for family in chat_templates.FAMILIES
+        for turns in (ONE_TURN, ALTERNATING, WITH_SYSTEM)
+        if not (family == "gemma2" and turns is WITH_SYSTEM)  # Gemma 2 has no system role
+    ],
+)
+def test_published_templates_render_as_transformers_does(chat_folders, family, turns):
+    folder = chat_folders[family]
+    tok = ChatTokenizer.from_folder(folder)
+    want = hf_prompt(folder, turns)
+    assert tok.prompt_text(chat(turns)) == want
+    # The ids are those of the checkpoint's own tokenizer.json, and the mask starts
+    # exactly after the rendered prompt.
+    own = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    prompt = own.encode(want, add_special_tokens=False).ids
+    completion = own.encode("2 + 3 = 5.\n5", add_special_tokens=False).ids
+    enc = tok.encode(chat(turns))
+    assert enc.ids.tolist() == [*prompt, *completion, tok.eos_id]
+    cut = len(prompt)
+    assert not enc.mask[:cut].any() and enc.mask[cut:].all()
+
+
+def test_llama3_dates_the_prompt_with_strftime_now(chat_folders):
+    before = date.today()
+    text = ChatTokenizer.from_folder(chat_folders["llama3"]).prompt_text(chat(ONE_TURN))
+    days = {f"Today Date: {d:%d %b %Y}" for d in (before, date.today())}
+    assert any(day in text for day in days) and "26 Jul 2024" not in text
+
+
+def test_tojson_and_loop_controls_render_as_transformers_does(tmp_path):
+    template = (
+        "{% for m in messages %}{% if m.role == 'system' %}{% continue %}{% endif %}"
+        "{{ m | tojson }}\n{% if loop.index > 2 %}{% break %}{% endif %}{% endfor %}"
+        "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    )
+    folder = chat_templates.save_chat_tokenizer(
+        tmp_path, template, {"eos_token": "<|im_end|>"}, ["<|im_start|>", "<|im_end|>"]
+    )
+    text = ChatTokenizer.from_folder(folder).prompt_text(chat(WITH_SYSTEM))
+    assert text == hf_prompt(folder, WITH_SYSTEM)
+    assert '"content": "What is 2 + 3? <b>Show</b> & tell."' in text  # not HTML-escaped
+    assert "Be brief" not in text and "'why'" not in text  # skipped, and cut off
+
+
+def test_chat_template_jinja_overrides_the_config_entry_as_in_transformers(tmp_path):
+    folder = chat_templates.save_family(tmp_path, "qwen2.5")
+    (folder / "chat_template.jinja").write_text(TEMPLATE)
+    text = ChatTokenizer.from_folder(folder).prompt_text(chat(ONE_TURN))
+    assert text == hf_prompt(folder, ONE_TURN) and "You are Qwen" not in text
+
+
+@pytest.mark.parametrize("family", ["qwen2.5", "gemma2"])
+def test_sandboxed_fallback_renders_plain_templates_identically(
+    chat_folders, family, monkeypatch, caplog
+):
+    want = hf_prompt(chat_folders[family], ALTERNATING)
+    without_transformers(monkeypatch)
+    with caplog.at_level(logging.WARNING, logger="tunixrt.data.chat"):
+        tok = ChatTokenizer.from_folder(chat_folders[family])
+    assert "transformers is not installed" in caplog.text
+    assert tok.prompt_text(chat(ALTERNATING)) == want
+
+
+@pytest.mark.parametrize(
+    "template, reason",
+    [
+        (  # Llama 3's date line without its `strftime_now is defined` guard
+            "{{ bos_token }}Today Date: {{ strftime_now('%d %b %Y') }}\n"
+            "{% for m in messages %}{{ m.content }}{% endfor %}",
+            "'strftime_now' is undefined",
+        ),
+        (
+            "{% for m in messages %}{% if m.role == 'system' %}{% continue %}{% endif %}"
+            "{{ m.content }}{% endfor %}",
+            "line 1: Encountered unknown tag 'continue'.",
+        ),
+    ],
+    ids=["strftime_now", "loop-controls"],
+)
+def test_sandboxed_fallback_refuses_what_only_transformers_renders(
+    tmp_path, monkeypatch, template, reason
+):
+    folder = chat_templates.save_chat_tokenizer(
+        tmp_path, template, {"bos_token": "<s>", "eos_token": "</s>"}, ["<s>", "</s>"]
+    )
+    assert hf_prompt(folder, ONE_TURN).endswith(ONE_TURN[0][1])
+    without_transformers(monkeypatch)
+    with pytest.raises(DataError) as err:
+        ChatTokenizer.from_folder(folder).prompt_text(chat(ONE_TURN))
+    message = str(err.value)
+    prefix = f"{folder / 'tokenizer_config.json'}: the chat template failed: {reason}"
+    assert message.startswith(prefix) and message.endswith(SANDBOX_HINT)
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize("sandboxed", [False, True], ids=["transformers", "sandboxed"])
+def test_raise_exception_is_a_one_line_data_error(chat_folders, monkeypatch, sandboxed):
+    if sandboxed:
+        without_transformers(monkeypatch)
+    tok = ChatTokenizer.from_folder(chat_folders["gemma2"])
+    with pytest.raises(DataError) as err:
+        tok.prompt_text(chat(WITH_SYSTEM))
+    where = chat_folders["gemma2"] / "tokenizer_config.json"
+    hint = SANDBOX_HINT if sandboxed else ""
+    assert str(err.value) == f"{where}: the chat template failed: System role not supported{hint}"
+
+
+@pytest.mark.parametrize("sandboxed", [False, True], ids=["transformers", "sandboxed"])
+def test_template_syntax_error_names_the_file_and_line(tmp_path, monkeypatch, sandboxed):
+    folder = chat_templates.save_family(tmp_path, "qwen2.5")
+    (folder / "chat_template.jinja").write_text("{% for m in messages %}\n{{ m.content }\n")
+    if sandboxed:
+        without_transformers(monkeypatch)
+    with pytest.raises(DataError) as err:
+        ChatTokenizer.from_folder(folder).prompt_text(chat(ONE_TURN))
+    hint = SANDBOX_HINT if sandboxed else ""
+    want = f"{folder / 'chat_template.jinja'}: the chat template failed: line 2: unexpected '}}'"
+    assert str(err.value) == want + hint
+
+
 def test_full_finetune_trains_and_lowers_the_loss(pretrained, traces, tmp_path):
     result = train(compose_train(overrides(pretrained, traces)), tmp_path)
     losses = list(result.train_losses.values())
@@ -170,3 +331,38 @@ def test_broken_tokenizer_names_the_file(tmp_path, traces):
     (tmp_path / "tokenizer.json").write_text("{}")
     with pytest.raises(DataError, match=r"tokenizer.json: not a tokenizer"):
         train(compose_train(overrides(tmp_path, traces)), tmp_path / "run")
+
+
+def test_seq_len_past_the_checkpoints_positions_is_a_config_error(pretrained, traces, tmp_path):
+    """The tiny checkpoint has max_position_embeddings=256: one line naming it, before
+    anything compiles (no checkpoint, no TensorBoard events)."""
+    cfg = compose_train(overrides(pretrained, traces, "trainer.seq_len=300"))
+    with pytest.raises(ConfigError, match=r"trainer\.seq_len=300.*at most 256.*max_position"):
+        train(cfg, tmp_path / "run")
+    assert not (tmp_path / "run" / "checkpoints").exists() or not any(
+        (tmp_path / "run" / "checkpoints").iterdir()
+    )
+
+
+def test_export_refuses_its_source_and_a_failed_export_leaves_out_as_it_was(
+    pretrained, traces, tmp_path, monkeypatch, capsys
+):
+    run_dir = tmp_path / "run"
+    train(compose_train(overrides(pretrained, traces, "trainer.max_steps=1")), run_dir)
+    before = {p.name: p.read_bytes() for p in pretrained.iterdir() if p.is_file()}
+    assert tunixrt_cli(["export", str(run_dir), str(pretrained)]) == 2
+    assert "refusing to export into" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in pretrained.iterdir() if p.is_file()} == before
+
+    out = tmp_path / "hf"
+    out.mkdir()
+    (out / "keep.txt").write_text("an earlier export")
+    from tunixrt import export as export_module
+
+    def dies(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt  # killed while writing the shards
+
+    monkeypatch.setattr(export_module, "save_pretrained", dies)
+    with pytest.raises(KeyboardInterrupt):
+        tunixrt_cli(["export", str(run_dir), str(out)])
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]

@@ -37,6 +37,7 @@ from hydra_plugins.tunixrt_optuna._space import (  # noqa: E402
 )
 from hydra_plugins.tunixrt_optuna._storage import (  # noqa: E402
     StorageError,
+    open_storage,
     open_study,
     storage_url,
 )
@@ -194,14 +195,20 @@ def _drop_optuna_schema(registry_url: str) -> None:
         conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
 
 
-def test_trials_left_running_are_marked_failed() -> None:
-    study = optuna.create_study()
+def test_only_trials_without_a_recent_heartbeat_are_marked_failed(tmp_path: Path) -> None:
+    storage = open_storage(f"sqlite:///{tmp_path}/optuna.db", heartbeat_s=1)
+    study = open_study(f"sqlite:///{tmp_path}/optuna.db", "s", "minimize", storage)
     done = study.ask({"x": FloatDistribution(0, 1)})
     study.tell(done, 1.0)
-    study.ask({"x": FloatDistribution(0, 1)})  # its sweeper died
+    dead = study.ask({"x": FloatDistribution(0, 1)})  # its sweeper died
+    alive = study.ask({"x": FloatDistribution(0, 1)})  # another search still runs it
+    for trial in (dead, alive):
+        storage.record_heartbeat(trial._trial_id)
+    time.sleep(2.5)  # past the grace period of two intervals
+    storage.record_heartbeat(alive._trial_id)
     _fail_stale(study)
     states = [t.state for t in study.trials]
-    assert states == [TrialState.COMPLETE, TrialState.FAIL]
+    assert states == [TrialState.COMPLETE, TrialState.FAIL, TrialState.RUNNING]
 
 
 # --- real searches -----------------------------------------------------------------------
@@ -252,7 +259,7 @@ def _load(tmp_path: Path) -> optuna.Study:
 @pytest.mark.slow
 def test_killed_search_continues_in_the_same_study(tmp_path: Path) -> None:
     log = tmp_path / "search.log"
-    cmd = _search_cmd(tmp_path, "hydra.sweeper.n_trials=3")
+    cmd = _search_cmd(tmp_path, "hydra.sweeper.n_trials=3", "hydra.sweeper.heartbeat_s=1")
     with log.open("w") as out:
         proc = subprocess.Popen(
             cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
@@ -309,3 +316,60 @@ def test_failed_trial_is_recorded_and_the_search_goes_on(tmp_path: Path) -> None
     results = OmegaConf.load(tmp_path / "sweep" / "optuna_results.yaml")
     assert results.complete == 2 and results.failed == len(failed)
     assert results.best.number in {t.number for t in complete}
+
+
+@pytest.mark.slow
+def test_two_searches_on_one_study_leave_each_others_trials_running(tmp_path: Path) -> None:
+    """While search A runs a long trial, search B on the same study runs and ends; B
+    must not fail A's trial (A beats for it), and A's trial completes."""
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+
+    def search(name: str, *extra: str) -> list[str]:
+        return [
+            sys.executable,
+            "scripts/train.py",
+            "-m",
+            "hparams_search=lr_optuna",
+            "debug=fast",
+            "registry.url=null",
+            f"hydra.sweeper.storage={storage}",
+            "hydra.sweeper.study_name=shared",
+            "hydra.sweeper.heartbeat_s=1",
+            f"hydra.sweep.dir={tmp_path}/{name}",
+            *extra,
+        ]
+
+    log_a = tmp_path / "a.log"
+    with log_a.open("w") as out:
+        a = subprocess.Popen(
+            search("a", "hydra.sweeper.n_trials=1", "trainer.max_steps=150"),
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 180
+        while not _running(tmp_path / "optuna.db"):
+            assert a.poll() is None, log_a.read_text()[-4000:]
+            assert time.monotonic() < deadline, log_a.read_text()[-4000:]
+            time.sleep(0.2)
+        _run(search("b", "hydra.sweeper.n_trials=2", "trainer.max_steps=3"), tmp_path / "b.log")
+        assert _running(tmp_path / "optuna.db"), "search B failed or ended A's trial"
+        assert a.wait(timeout=300) == 0, log_a.read_text()[-4000:]
+    finally:
+        if a.poll() is None:
+            a.kill()
+    study = optuna.load_study(study_name="shared", storage=storage)
+    assert not study.get_trials(states=(TrialState.FAIL, TrialState.RUNNING))
+    assert len(study.get_trials(states=(TrialState.COMPLETE,))) >= 2
+
+
+def _running(db: Path) -> int:
+    if not db.exists():
+        return 0
+    with sqlite3.connect(db, timeout=5) as conn:
+        try:
+            query = "SELECT count(*) FROM trials WHERE state = 'RUNNING'"
+            return int(conn.execute(query).fetchone()[0])
+        except sqlite3.OperationalError:  # tables not created yet
+            return 0

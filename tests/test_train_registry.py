@@ -128,3 +128,34 @@ def test_password_never_written(pg_database, tmp_path):
             assert secret.encode() not in path.read_bytes(), path
     run = the_run(url, out)
     assert secret not in repr(run) and "***" in run.config["registry"]["url"]
+
+
+def test_thirty_runs_in_one_process_leave_no_connection_open(tmp_path):
+    """Each train() disposes its registry engine: a sweep of 30 jobs in one process (what
+    Hydra's basic launcher does) ends with as many server connections as it started."""
+    from tests.helpers.registry import fresh_pg_database, pg_admin, pg_url
+
+    with fresh_pg_database() as database:
+        url = pg_url(database)
+
+        def connections() -> int:
+            with pg_admin() as admin:
+                row = admin.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (database,)
+                ).fetchone()
+            return int(row[0])
+
+        before = connections()
+        cfg = [
+            "debug=fast",
+            "trainer.max_steps=1",
+            "trainer.eval_batches=1",
+            f"device.compile_cache_dir={tmp_path / 'cache'}",
+            f"registry.url='{url}'",
+        ]
+        for job in range(30):
+            train(compose_train([*cfg, f"seed={job}"]), tmp_path / str(job))
+        assert connections() == before
+        with Registry.open(url) as reg:
+            runs = list_runs(reg, limit=100)
+        assert len(runs) == 30 and {r.status for r in runs} == {"completed"}

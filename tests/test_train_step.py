@@ -140,3 +140,28 @@ def test_weight_decay_skips_vectors():
 
     mask = decay_mask({"w": jnp.ones((2, 3)), "scale": jnp.ones(3)})
     assert mask == {"w": True, "scale": False}
+
+
+def test_evaluation_runs_in_training_sized_micro_batches(batch, monkeypatch):
+    """evaluate(..., micro_batches=2) compiles the eval step for half the rows and gives
+    the same token-weighted loss as whole batches."""
+    from tunixrt.config import DeviceConfig
+    from tunixrt.devices import setup_devices
+    from tunixrt.train import setup as train_setup
+
+    devices = setup_devices(DeviceConfig())
+    rows_seen: list[int] = []
+    real = train_setup.eval_step
+
+    def counting(m: Decoder, b: dict) -> tuple:
+        rows_seen.append(b["inputs"].shape[0])
+        return real(m, b)
+
+    monkeypatch.setattr(train_setup, "eval_step", counting)
+    batches = [batch, {k: v[::-1].copy() for k, v in batch.items()}]
+    whole = train_setup.evaluate(model(), batches, devices, 1)
+    assert rows_seen == [4, 4]
+    rows_seen.clear()
+    halves = train_setup.evaluate(model(), batches, devices, 2)
+    assert rows_seen == [2, 2, 2, 2]
+    assert halves == pytest.approx(whole, rel=1e-6)

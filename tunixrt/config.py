@@ -363,6 +363,14 @@ class TrainConfig:
     run: RunConfig = field(default_factory=RunConfig)
 
     def __post_init__(self) -> None:
+        if self.model.path is None:  # a pretrained model's limit is checked when it loads
+            _require(
+                self.trainer.seq_len <= self.model.max_seq_len,
+                "trainer.seq_len",
+                self.trainer.seq_len,
+                f"at most model.max_seq_len={self.model.max_seq_len}, the longest input "
+                "the model accepts",
+            )
         _require(
             self.optimized_metric in FINAL_METRICS,
             "optimized_metric",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from tunixrt.config import ConfigError, DeviceConfig, Platform, TrainConfig, val
 from tunixrt.data.pipeline import load_tokenizer
 from tunixrt.data.tokenize import TextTokenizer
 from tunixrt.devices import setup_devices
+from tunixrt.files import replace_folder
 from tunixrt.models.factory import build_model
 from tunixrt.models.hf import save_pretrained
 
@@ -80,6 +82,7 @@ def export(
     if step not in steps:
         raise ConfigError(f"{ckdir}: no checkpoint of step {step} (have: {steps})")
     cfg = _config(ck.read_meta(step))
+    _check_destination(Path(out), cfg, ckdir)
     devices = setup_devices(DeviceConfig(platform=Platform.auto))
     tok = load_tokenizer(cfg.dataset, cfg.model.path)
     model = build_model(
@@ -98,6 +101,26 @@ def export(
             tokenizer_dir = _tunixrt_tokenizer_dir(tok, cfg.dataset.tokenizer, Path(tmp))
         else:
             tokenizer_dir = Path(str(cfg.model.path))
-        written = save_pretrained(model, out, tokenizer_dir=tokenizer_dir)
-    log.info("exported step %d of %s to %s", step, ckdir, written)
-    return written
+        # Written whole beside OUT, then swapped in: a failed or killed export leaves OUT
+        # as it was.
+        staging = Path(out).with_name(f".{Path(out).name}.partial")
+        shutil.rmtree(staging, ignore_errors=True)
+        save_pretrained(model, staging, tokenizer_dir=tokenizer_dir)
+        replace_folder(staging, Path(out))
+    log.info("exported step %d of %s to %s", step, ckdir, out)
+    return Path(out)
+
+
+def _check_destination(out: Path, cfg: TrainConfig, ckdir: Path) -> None:
+    """OUT must not be the pretrained folder the model is read from, nor hold the run's
+    checkpoints: replacing it would destroy what the export reads."""
+    sources = [ckdir.resolve()]
+    if cfg.model.path is not None:
+        sources.append(Path(cfg.model.path).resolve())
+    target = out.resolve()
+    for source in sources:
+        if target == source or source.is_relative_to(target):
+            raise ConfigError(
+                f"{out}: refusing to export into {source}, which the export reads from; "
+                "choose another folder"
+            )

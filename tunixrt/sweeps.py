@@ -19,7 +19,8 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from tunixrt.logs import quiet_libraries
+from tunixrt.files import mask_secrets_in_file
+from tunixrt.logs import mask_secrets_in_logs, quiet_libraries
 from tunixrt.paths import OUTPUTS
 from tunixrt.registry import (
     Registry,
@@ -27,6 +28,7 @@ from tunixrt.registry import (
     finish_sweep,
     get_run,
     list_runs,
+    mask_config,
     mask_text,
     resolve_url,
     swept,
@@ -120,6 +122,7 @@ class SweepCallback(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         quiet_libraries()
+        mask_secrets_in_logs()  # the launchers log each job's overrides
         self.started = time.time() - 1.0  # file times have a coarse resolution
         self.url = resolve_url(config.registry.url, OUTPUTS)
         if self.url is None:
@@ -128,7 +131,7 @@ class SweepCallback(Callback):
         sweep_dir.mkdir(parents=True, exist_ok=True)
         params = config.hydra.sweeper.get("params")
         space = {
-            "overrides": list(config.hydra.overrides.task),
+            "overrides": mask_config(list(config.hydra.overrides.task)),
             "params": OmegaConf.to_container(params) if isinstance(params, DictConfig) else {},
         }
         with Registry.open(self.url) as registry:
@@ -142,7 +145,12 @@ class SweepCallback(Callback):
         (sweep_dir / SWEEP_FILE).write_text(json.dumps({"id": self.sweep_id}) + "\n")
         log.info("sweep %s registered in %s", self.sweep_id, registry.url)
 
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        # The sweeper has written multirun.yaml (the config with its overrides) by now.
+        self._mask_multirun_file(config)
+
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        self._mask_multirun_file(config)
         if self.url is None or self.sweep_id is None:
             return
         metric = config.optimized_metric
@@ -162,3 +170,9 @@ class SweepCallback(Callback):
         # failed trials as part of the search and has reported them already.
         if failed and str(config.hydra.sweeper.get("_target_", "")).endswith("BasicSweeper"):
             raise SystemExit(1)
+
+    @staticmethod
+    def _mask_multirun_file(config: DictConfig) -> None:
+        path = Path(config.hydra.sweep.dir) / "multirun.yaml"
+        if path.is_file():
+            mask_secrets_in_file(path)

@@ -4,7 +4,7 @@ HParams records."""
 
 from __future__ import annotations
 
-import tempfile
+import shutil
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,11 +19,14 @@ from tensorboard.plugins.scalar.summary_v2 import scalar_pb
 from tensorboard.plugins.text.summary_v2 import text_pb
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
+from tunixrt.files import recover_folder, replace_folder
+
 
 class TensorBoardWriter:
     """A `MetricWriter` writing one event file in `logdir`."""
 
     def __init__(self, logdir: str | Path, flush_secs: float = 10.0) -> None:
+        recover_folder(Path(logdir))  # a rewrite (`truncate_after`) cut short by a kill
         Path(logdir).mkdir(parents=True, exist_ok=True)
         self.logdir = Path(logdir)
         self._writer = EventFileWriter(str(logdir), flush_secs=flush_secs)
@@ -57,27 +60,30 @@ def truncate_after(logdir: str | Path, last_step: int) -> int:
     into one; returns the number of events dropped.
 
     A run resumed from the checkpoint of `last_step` logs the steps after it again;
-    without this, TensorBoard would show those steps twice.
+    without this, TensorBoard would show those steps twice. The rewritten folder is
+    built beside the old one and swapped in, so a kill at any point loses nothing.
     """
-    files = sorted(Path(logdir).glob(f"{_PREFIX}*"))
+    logdir = Path(logdir)
+    recover_folder(logdir)
+    files = sorted(logdir.glob(f"{_PREFIX}*"))
     events = [e for f in files for e in EventFileLoader(str(f)).Load()]
     kept = [e for e in events if e.step <= last_step and not e.HasField("file_version")]
     dropped = sum(1 for e in events if e.step > last_step)
     if not dropped:
         return 0
-    with tempfile.TemporaryDirectory(dir=logdir) as tmp:
-        writer = EventFileWriter(tmp)
-        for event in kept:
-            writer.add_event(event)
-        writer.close()
-        (written,) = Path(tmp).iterdir()
-        for f in files:
-            f.unlink()
-        # Readers go through a folder's files in name order and take a step lower than
-        # one already read for a restart, dropping what came before. Named with a time
-        # before the first original file's, the kept events sort ahead of every file a
-        # resumed writer creates, whatever the writers' counters and the clock say.
-        written.rename(Path(logdir) / f"{_PREFIX}{_started(files) - 1:010d}.kept")
+    new = logdir.with_name(logdir.name + ".new")
+    shutil.rmtree(new, ignore_errors=True)
+    writer = EventFileWriter(str(new))
+    for event in kept:
+        writer.add_event(event)
+    writer.close()
+    (written,) = new.iterdir()
+    # Readers go through a folder's files in name order and take a step lower than one
+    # already read for a restart, dropping what came before. Named with a time before
+    # the first original file's, the kept events sort ahead of every file a resumed
+    # writer creates, whatever the writers' counters and the clock say.
+    written.rename(new / f"{_PREFIX}{_started(files) - 1:010d}.kept")
+    replace_folder(new, logdir)
     return dropped
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import threading
+import warnings
 from collections.abc import Sequence
 from contextlib import suppress
 from pathlib import Path
@@ -26,10 +28,11 @@ from hydra.plugins.launcher import Launcher
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import FrozenTrial, Trial, TrialState
 
-from tunixrt.registry.urls import mask_url
+from tunixrt.files import atomic_write_text
+from tunixrt.registry.urls import mask_config, mask_text, mask_url
 
 from ._space import Param, SearchSpaceError, choice_param, parse_space
-from ._storage import open_study, storage_url
+from ._storage import open_storage, open_study, storage_url
 from .config import SearchSettings
 
 log = logging.getLogger("hydra_plugins.tunixrt_optuna")
@@ -109,12 +112,17 @@ class _Search:
         registry_url = OmegaConf.select(config, "registry.url", default="auto")
         self.storage = storage_url(settings.storage, registry_url)
         self.sweep_dir = Path(str(self.config.hydra.sweep.dir))
+        # trial number -> its overrides as launched; the study stores them masked
+        self.job_overrides: dict[int, list[str]] = {}
 
     def run(self) -> list[JobReturn]:
         # A bad fixed override fails the command once, here, instead of every trial.
         self.loader.load_sweep_config(self.config, list(self.fixed))
         _route_optuna_logs()
-        study = open_study(self.storage, self.study_name, self.settings.direction)
+        self.optuna_storage = open_storage(self.storage, self.settings.heartbeat_s)
+        study = open_study(
+            self.storage, self.study_name, self.settings.direction, self.optuna_storage
+        )
         _fail_stale(study)
         seed = self.settings.seed
         # Offset by the trials already asked, so a restart does not replay their points.
@@ -130,7 +138,9 @@ class _Search:
             self.settings.n_trials,
         )
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(self.config, self.sweep_dir / "multirun.yaml")
+        atomic_write_text(
+            self.sweep_dir / "multirun.yaml", mask_text(OmegaConf.to_yaml(self.config))
+        )
         returns = self._loop(study)
         self._finish(study)
         return returns
@@ -141,6 +151,7 @@ class _Search:
         limit = n_trials if max_failures is None else max_failures
         failures = 0
         while (done := _count(study, TrialState.COMPLETE)) < n_trials:
+            _fail_stale(study)  # a search elsewhere on this study may have died meanwhile
             if failures > limit:
                 raise CompactHydraException(
                     f"{failures} trials of study {self.study_name} failed in this run, more "
@@ -156,7 +167,8 @@ class _Search:
     def _ask(self, study: optuna.Study) -> Trial:
         trial = study.ask({name: p.distribution for name, p in self.space.items()})
         sampled = [p.override(trial.params[name]) for name, p in self.space.items()]
-        trial.set_user_attr(OVERRIDES_ATTR, [*self.fixed, *sampled])
+        self.job_overrides[trial.number] = [*self.fixed, *sampled]
+        trial.set_user_attr(OVERRIDES_ATTR, mask_config(self.job_overrides[trial.number]))
         return trial
 
     def _launch(
@@ -167,15 +179,16 @@ class _Search:
         runnable = []
         for trial in trials:
             try:
-                self.loader.load_sweep_config(self.config, _overrides(trial))
+                self.loader.load_sweep_config(self.config, self.job_overrides[trial.number])
                 runnable.append(trial)
             except Exception as err:
                 log.error("trial %d: its config does not compose: %s", trial.number, err)
                 outcomes.append((trial, None))
         try:
             for group in _consecutive(runnable):
-                batch = [_overrides(t) for t in group]
-                results = self.launcher.launch(batch, initial_job_idx=group[0].number)
+                batch = [self.job_overrides[t.number] for t in group]
+                with _Heartbeat(self.optuna_storage, group, self.settings.heartbeat_s):
+                    results = self.launcher.launch(batch, initial_job_idx=group[0].number)
                 returns.extend(results)
                 outcomes.extend((t, self._value(t, r)) for t, r in zip(group, results, strict=True))
         except BaseException:
@@ -257,13 +270,47 @@ def _count(study: optuna.Study, state: TrialState) -> int:
 
 
 def _fail_stale(study: optuna.Study) -> None:
-    """Trials still RUNNING belong to a sweeper that died (SIGKILL, a lost node)."""
-    stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-    for trial in stale:
-        study.tell(trial.number, state=TrialState.FAIL)
-    if stale:
-        numbers = ", ".join(str(t.number) for t in stale)
-        log.warning("marked trials left running by an earlier sweep as failed: %s", numbers)
+    """Fail the RUNNING trials whose sweeper stopped beating (SIGKILL, a lost node); the
+    trials of a search still alive on the same study keep running."""
+    running = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+    with warnings.catch_warnings():  # experimental in optuna since 2.9, unchanged since
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+    still = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+    if failed := sorted(running - still):
+        numbers = ", ".join(map(str, failed))
+        log.warning("marked trials whose sweeper stopped (no heartbeat) as failed: %s", numbers)
+
+
+class _Heartbeat:
+    """Context manager: records a heartbeat for `trials` every `every_s` seconds while
+    their jobs run, so another search on the study sees them as alive."""
+
+    def __init__(
+        self, storage: optuna.storages.BaseStorage, trials: list[Trial], every_s: int
+    ) -> None:
+        # Optuna keys heartbeats by the storage's trial id, which Trial keeps as _trial_id.
+        self.ids = [t._trial_id for t in trials]
+        self.storage, self.every_s = storage, every_s
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._beat, name="optuna-heartbeat", daemon=True)
+
+    def _beat(self) -> None:
+        while True:
+            if isinstance(self.storage, optuna.storages.RDBStorage):
+                for trial_id in self.ids:
+                    with suppress(Exception):  # a missed beat is retried next interval
+                        self.storage.record_heartbeat(trial_id)
+            if self.stop.wait(self.every_s):
+                return
+
+    def __enter__(self) -> _Heartbeat:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(timeout=10)
 
 
 def _consecutive(trials: list[Trial]) -> list[list[Trial]]:

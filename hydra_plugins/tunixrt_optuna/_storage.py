@@ -70,16 +70,27 @@ def storage_url(storage: str | None, registry_url: str | None) -> str | None:
     )
 
 
+def open_storage(url: str | None, heartbeat_s: int | None = None) -> optuna.storages.BaseStorage:
+    """The study's storage: SQL at `url`, else in memory. With `heartbeat_s`, a RUNNING
+    trial whose heartbeat is older than two intervals counts as stale (its sweeper died)."""
+    if url is None:
+        return optuna.storages.InMemoryStorage()
+    _prepare(url)
+    grace = None if heartbeat_s is None else 2 * heartbeat_s
+    return optuna.storages.RDBStorage(url, heartbeat_interval=heartbeat_s, grace_period=grace)
+
+
 def open_study(
-    url: str | None, name: str, direction: Literal["minimize", "maximize"]
+    url: str | None,
+    name: str,
+    direction: Literal["minimize", "maximize"],
+    storage: optuna.storages.BaseStorage | None = None,
 ) -> optuna.Study:
-    """Create the study, or load it when one of that name exists (a restarted search)."""
+    """Create the study, or load it when one of that name exists (a restarted search).
+    `storage` (from `open_storage`) replaces the one `url` would give."""
     if url is None:
         log.warning("no registry and no hydra.sweeper.storage: study %s lives in memory", name)
-        storage: optuna.storages.BaseStorage = optuna.storages.InMemoryStorage()
-    else:
-        _prepare(url)
-        storage = optuna.storages.RDBStorage(url)
+    storage = storage or open_storage(url)
     study = optuna.create_study(
         storage=storage, study_name=name, direction=direction, load_if_exists=True
     )

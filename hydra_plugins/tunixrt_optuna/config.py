@@ -39,6 +39,9 @@ class OptunaSweeperConf:
     storage: str | None = None
     # failed trials one invocation tolerates; one more stops it (null: n_trials)
     max_failures: int | None = None
+    # seconds between heartbeats of running trials; a RUNNING trial without one for two
+    # intervals belongs to a sweeper that died and is failed by the next search
+    heartbeat_s: int = 30
     sampler: TPESamplerConf = field(default_factory=TPESamplerConf)
     # key -> "float(lo, hi)", "log_float(lo, hi)", "int(lo, hi)", "log_int(lo, hi)",
     # "choice(a, b, ...)"; see _space.py
@@ -61,12 +64,17 @@ class SearchSettings:
     study_name: str | None
     storage: str | None
     max_failures: int | None
+    heartbeat_s: int
     seed: int | None
     n_startup_trials: int
     params: dict[str, Any]
 
     def __post_init__(self) -> None:
-        for key, value in (("n_trials", self.n_trials), ("n_jobs", self.n_jobs)):
+        for key, value in (
+            ("n_trials", self.n_trials),
+            ("n_jobs", self.n_jobs),
+            ("heartbeat_s", self.heartbeat_s),
+        ):
             if value < 1:
                 raise ValueError(f"hydra.sweeper.{key}={value}: expected a positive integer")
         if self.max_failures is not None and self.max_failures < 0:
@@ -85,6 +93,7 @@ class SearchSettings:
         study_name: str | None,
         storage: str | None,
         max_failures: int | None,
+        heartbeat_s: int,
         sampler: Any,
         params: Any,
     ) -> Self:
@@ -97,6 +106,7 @@ class SearchSettings:
             study_name=study_name,
             storage=storage,
             max_failures=max_failures,
+            heartbeat_s=heartbeat_s,
             seed=sampler.seed,
             n_startup_trials=sampler.n_startup_trials,
             params=_plain(params),

@@ -9,6 +9,7 @@ from pathlib import Path
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 
+from tunixrt.files import mask_secrets_in_file
 from tunixrt.registry import mask_text
 from tunixrt.sweeps import read_sweep_id
 from tunixrt.train.context import RunContext
@@ -29,10 +30,7 @@ def mask_hydra_files(run_dir: Path) -> None:
     """Hydra saves the composed config and the overrides before the job starts; mask
     any URL password in them (e.g. registry.url=postgresql://user:pw@host/db)."""
     for path in (run_dir / ".hydra").glob("*.yaml"):
-        text = path.read_text(encoding="utf-8")
-        masked = mask_text(text)
-        if masked != text:
-            path.write_text(masked, encoding="utf-8")
+        mask_secrets_in_file(path)
 
 
 def resume_hint(context: RunContext) -> str:
@@ -41,4 +39,4 @@ def resume_hint(context: RunContext) -> str:
     task = [o for o in context.overrides if not o.startswith("hydra.run.dir=")]
     named = any(o.startswith("run.name=") for o in task)
     where = [] if named else [f"hydra.run.dir={context.run_dir}"]
-    return " ".join(["tunixrt-train", *task, *where])
+    return mask_text(" ".join(["tunixrt-train", *task, *where]))

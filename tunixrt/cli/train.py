@@ -23,11 +23,12 @@ def main(cfg: DictConfig) -> float | None:
     """Train; return the final `optimized_metric` for sweepers (None when the job failed
     in a sweep, so the other jobs go on and the sweep's summary names the failure)."""
     from tunixrt.cli.hydra_run import mask_hydra_files, resume_hint, run_context
-    from tunixrt.logs import quiet_libraries
+    from tunixrt.logs import mask_secrets_in_logs, quiet_libraries
     from tunixrt.train.loop import NonFiniteError, train
-    from tunixrt.train.signals import Preempted
+    from tunixrt.train.signals import Preempted, hand_back
 
     quiet_libraries()
+    mask_secrets_in_logs()
     context = run_context()
     mask_hydra_files(context.run_dir)
     sweeping = HydraConfig.get().mode == RunMode.MULTIRUN
@@ -41,6 +42,7 @@ def main(cfg: DictConfig) -> float | None:
         raise SystemExit(2 if isinstance(err, InputError) else 1) from None
     except Preempted as stop:
         log.error("%s; checkpoint saved. Resume with: %s", stop, resume_hint(context))
+        hand_back(stop)  # SIGUSR2: submitit requeues the job, which resumes
         raise SystemExit(stop.exit_code) from None
     except Exception:
         if not sweeping:

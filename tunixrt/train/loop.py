@@ -144,7 +144,7 @@ def _train_scalars(run: Run, step: int, throughput: Throughput) -> dict[str, flo
 def _eval(run: Run, step: int) -> float | None:
     _check_finite(run)
     s = run.setup
-    loss = evaluate(s.model, s.data.eval_batches, s.devices)
+    loss = evaluate(s.model, s.data.eval_batches, s.devices, s.cfg.trainer.grad_accum)
     if loss is not None:
         run.loop.record_eval(loss)
         run.writer.write_scalars(step, {"eval/loss": loss})

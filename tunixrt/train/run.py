@@ -23,6 +23,7 @@ from tunixrt.registry import RegistryWriter, RunRecorder, mask_config
 from tunixrt.tensorboard import TensorBoardWriter, truncate_after
 from tunixrt.train.context import RunContext
 from tunixrt.train.hparams import hparams
+from tunixrt.train.lock import RunLock
 from tunixrt.train.registration import start_recording
 from tunixrt.train.resume import check_compatible, check_policy, with_defaults
 from tunixrt.train.setup import Setup, setup
@@ -63,10 +64,10 @@ def open_run(cfg: TrainConfig, context: RunContext) -> Iterator[Run]:
     the folder's checkpoints surface before the registry hears of the run; every error
     after that is recorded as the run's failure."""
     folder = context.run_dir
-    folder.mkdir(parents=True, exist_ok=True)
     config = mask_config(config_dict(cfg))
     devices = setup_devices(cfg.device)
     with ExitStack() as stack:
+        stack.enter_context(RunLock(folder))  # before reading what another run may write
         checkpointer = stack.enter_context(closing(_checkpointer(cfg, folder)))
         newest = _resume_point(cfg, config, checkpointer, folder)
         resume_step = newest[0] if newest else None

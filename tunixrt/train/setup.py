@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import jax
+import numpy as np
 import optax
 from flax import nnx
 
@@ -59,6 +60,18 @@ def _check_rows(cfg: TrainConfig, devices: Devices) -> None:
         )
 
 
+def _check_seq_len(cfg: TrainConfig, model: Decoder) -> None:
+    limit = model.cfg.max_seq_len
+    if cfg.trainer.seq_len > limit:
+        source = (
+            f"{cfg.model.path}'s max_position_embeddings" if cfg.model.path else "model.max_seq_len"
+        )
+        raise ConfigError(
+            f"invalid config value trainer.seq_len={cfg.trainer.seq_len}: expected at most "
+            f"{limit} ({source}), the longest input the model accepts"
+        )
+
+
 def setup(
     cfg: TrainConfig, *, schedule_steps: int | None = None, devices: Devices | None = None
 ) -> Setup:
@@ -82,6 +95,7 @@ def setup(
         seed=cfg.seed,
         devices=devices,
     )
+    _check_seq_len(cfg, model)
     tx, schedule = make_optimizer(cfg.optimizer, schedule_steps or t.max_steps)
     wrt = trainable(cfg.model)
     optimizer = nnx.Optimizer(model, tx, wrt=wrt)
@@ -100,13 +114,22 @@ def to_device(batch: HostBatch, s: Setup) -> DeviceBatch:
     }
 
 
-def evaluate(model: nnx.Module, batches: list[HostBatch], devices: Devices) -> float | None:
-    """Token-weighted mean loss over fixed held-out batches; None when there are none."""
+def evaluate(
+    model: nnx.Module, batches: list[HostBatch], devices: Devices, micro_batches: int = 1
+) -> float | None:
+    """Token-weighted mean loss over fixed held-out batches; None when there are none.
+    Each [rows, seq] batch runs as `micro_batches` slices of rows/micro_batches rows,
+    as a train step does (trainer.grad_accum), so evaluation never needs more memory
+    than a training micro-batch."""
     if not batches:
         return None
     total, count = 0.0, 0.0
     for batch in batches:
-        placed = {k: jax.device_put(v, devices.data_sharding) for k, v in batch.items()}
-        loss_sum, n = jax.device_get(eval_step(model, placed))
-        total, count = total + float(loss_sum), count + float(n)
+        for micro in range(micro_batches):
+            placed = {
+                k: jax.device_put(np.split(v, micro_batches)[micro], devices.data_sharding)
+                for k, v in batch.items()
+            }
+            loss_sum, n = jax.device_get(eval_step(model, placed))
+            total, count = total + float(loss_sum), count + float(n)
     return total / max(count, 1.0)

@@ -1,5 +1,10 @@
-"""Graceful stops: SIGTERM or Ctrl-C ask the loop to stop after the current step; a
-second Ctrl-C (or SIGTERM) aborts at once."""
+"""Graceful stops: SIGTERM, Ctrl-C or SIGUSR2 ask the loop to stop after the current
+step; a second signal aborts at once.
+
+SIGUSR2 is the warning SLURM (through submitit) sends before a time limit or a
+preemption. While the loop runs, tunixrt's handler replaces submitit's; once the
+checkpoint is saved, `hand_back` gives the signal to the handler that was there before
+(submitit's, which requeues the job), so the requeued job resumes from that checkpoint."""
 
 from __future__ import annotations
 
@@ -29,7 +34,7 @@ class StopRequest:
     """Context manager: installs the handlers (main thread only) and restores the old
     ones on exit. `requested` names the first signal received, or is None."""
 
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)
 
     def __init__(self) -> None:
         self.requested: str | None = None
@@ -51,3 +56,11 @@ class StopRequest:
     def __exit__(self, *exc: object) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
+
+
+def hand_back(stop: Preempted) -> None:
+    """After a stop on SIGUSR2 has been saved and recorded, deliver the signal again to
+    whatever handles it now (the loop's handler is gone): submitit's requeues the job and
+    exits; with no handler installed, the default action ends the process."""
+    if stop.signal_name == signal.SIGUSR2.name:
+        signal.raise_signal(signal.SIGUSR2)

@@ -46,7 +46,7 @@ def run_online() -> None:
         with context.begin_transaction():
             context.run_migrations()
         return
-    engine = make_engine(_url())
+    engine = make_engine(_url(), statement_timeout_s=None)  # migrations may be long
     try:
         with engine.connect() as conn:
             _configure(connection=conn)

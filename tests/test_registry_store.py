@@ -238,6 +238,7 @@ def _outage_checks(
         for step in range(2, 12):
             rec.log_metrics(step, {"loss": 3.0 / step})  # must not raise
         rec.checkpoint(11, "/ckpt/11")
+        assert not rec.flush()  # waits for the writer's attempt, which fails
         assert rec.pending > 0
         warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
         assert len(warnings) == 1 and "unreachable" in warnings[0].getMessage()

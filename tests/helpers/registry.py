@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 
+from tunixrt.registry.engine import make_engine
+
 PG_HOST, PG_ADMIN_DB = "127.0.0.1", "test"
 PG_PORT = int(os.environ.get("TUNIXRT_TEST_PG_PORT", "5432"))  # to check the skip path
 
@@ -77,3 +79,24 @@ def fresh_pg_database() -> Iterator[str]:
         yield name
     finally:
         drop_database(name)
+
+
+@contextmanager
+def database_hung(url: str) -> Iterator[None]:
+    """Writes to the registry at `url` block until exit, as on a server that stopped
+    answering: another session holds the locks they need (PostgreSQL: ACCESS EXCLUSIVE
+    on the tables a run writes; SQLite: the database's write lock)."""
+    engine = make_engine(url, statement_timeout_s=None)
+    try:
+        with engine.connect() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.exec_driver_sql(
+                    "LOCK TABLE runs, metric_history, metric_latest, checkpoints "
+                    "IN ACCESS EXCLUSIVE MODE"
+                )
+            else:
+                conn.exec_driver_sql("SELECT 1")  # the engine's BEGIN IMMEDIATE takes the lock
+            yield
+            conn.rollback()
+    finally:
+        engine.dispose()

@@ -53,4 +53,5 @@ def start_and_die(url: str, run_dir: str) -> None:
     reg = Registry.open(url)
     rec = reg.start_run(RunInfo(name="killed", run_dir=run_dir), write_every_s=0.0)
     rec.log_metrics(3, {"loss": 2.5})
+    rec.flush()  # the writer thread writes it; a kill must not race that write
     os.kill(os.getpid(), signal.SIGKILL)

@@ -22,8 +22,13 @@ Tables:
 Statuses: running, completed, failed (with the error), preempted (stopped by a signal,
 resumable) and lost. A run is lost when its status is running and its heartbeat is
 older than `Registry.lost_after_s` (120 s by default): the process died without
-closing it (SIGKILL, out of memory, a node failure). Listing or showing runs stores
-that status; a stalled process that comes back sets it to running again.
+closing it (SIGKILL, out of memory, a node failure). Heartbeats and that age are both
+taken from the database server's clock, so hosts with skewed clocks agree. Listing or
+showing runs stores that status; a stalled process that comes back sets it to running
+again.
+
+Training never waits for the database: a run's writes go through a bounded buffer to
+one writer thread (recorder.py), and PostgreSQL statements time out (engine.py).
 
 Use:
     registry = Registry.open(resolve_url(cfg.registry.url, "outputs"))
@@ -31,7 +36,8 @@ Use:
     recorder.start_keepalive()            # heartbeats during compiles and evaluations
     writer = RegistryWriter(recorder)     # a MetricWriter: write_scalars -> metrics
     recorder.checkpoint(step, path, metrics)
-    recorder.finish("completed")          # or "failed", error=...; or "preempted"
+    recorder.finish("completed")          # or "failed", error=...; or "preempted";
+                                          # False: not all recorded (see .dropped)
 """
 
 from tunixrt.registry.errors import RegistryError

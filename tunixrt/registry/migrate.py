@@ -74,6 +74,9 @@ def migration_lock(engine: Engine) -> Iterator[Connection]:
     """A connection in a transaction that holds the registry's migration lock."""
     with engine.connect() as conn, conn.begin():
         if conn.dialect.name == "postgresql":
+            # The engine's statement timeout is for a run's writes; waiting for another
+            # process's upgrade, or a migration of a large table, may take longer.
+            conn.execute(text("SET LOCAL statement_timeout = 0"))
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LOCK_KEY})
         # SQLite: the engine's "begin" hook already issued BEGIN IMMEDIATE.
         yield conn

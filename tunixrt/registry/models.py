@@ -11,6 +11,7 @@ from sqlalchemy import (
     JSON,
     Boolean,
     CheckConstraint,
+    Connection,
     DateTime,
     Dialect,
     Double,
@@ -21,9 +22,13 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    select,
 )
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -74,6 +79,42 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class ServerNow(FunctionElement[datetime]):
+    """The database server's current UTC time. Heartbeats and the lost rule use it
+    instead of each client's clock, so hosts whose clocks disagree still agree on which
+    runs are alive."""
+
+    type = UTCDateTime()
+    inherit_cache = True
+    name = "server_now"
+
+
+@compiles(ServerNow)
+def _server_now(element: ServerNow, compiler: SQLCompiler, **kw: Any) -> str:
+    return "CURRENT_TIMESTAMP"
+
+
+@compiles(ServerNow, "sqlite")
+def _server_now_sqlite(element: ServerNow, compiler: SQLCompiler, **kw: Any) -> str:
+    # SQLite's CURRENT_TIMESTAMP (UTC) has whole seconds only; this is the same clock
+    # with milliseconds, in the text format the column stores, so text order stays
+    # time order.
+    return "(strftime('%Y-%m-%d %H:%M:%f', 'now') || '000')"
+
+
+def server_now() -> ServerNow:
+    """`ServerNow()` as an expression to write (heartbeat_at = the server's now)."""
+    return ServerNow()
+
+
+def server_time(bind: Connection | Session) -> datetime:
+    """The server's current time, read in `bind`'s transaction."""
+    value = bind.execute(select(server_now())).scalar_one()
+    if not isinstance(value, datetime):
+        raise TypeError(f"the server's time came back as {value!r}")
+    return value
 
 
 # JSONB on PostgreSQL (indexable, compact), plain JSON text elsewhere.

@@ -4,6 +4,8 @@ The lost rule: a run whose status is `running` and whose heartbeat is older than
 registry's `lost_after_s` (120 s by default) is lost. Every listing first stores that
 status on such rows (best effort; a read-only database still shows it), and a recorder
 whose process was only stalled sets its run back to running with its next write.
+"Older" is measured on the database server's clock, which also stamps heartbeats, so
+hosts whose clocks are skewed agree on which runs are alive.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from tunixrt.registry.models import (
     Sweep,
     SweepStatus,
     Tag,
+    server_time,
     utcnow,
 )
 from tunixrt.registry.store import Registry
@@ -115,15 +118,16 @@ def _jsonable(value: Any) -> Any:
 
 
 def mark_lost(registry: Registry, now: datetime | None = None) -> int:
-    """Store `lost` on running runs whose heartbeat is too old; returns how many."""
-    cutoff = (now or utcnow()) - timedelta(seconds=registry.lost_after_s)
-    stmt = (
-        update(Run)
-        .where(Run.status == RunStatus.running.value, Run.heartbeat_at < cutoff)
-        .values(status=RunStatus.lost.value)
-    )
+    """Store `lost` on running runs whose heartbeat is too old at `now` (by default
+    the server's time); returns how many."""
     try:
         with registry.session() as session:
+            cutoff = (now or server_time(session)) - timedelta(seconds=registry.lost_after_s)
+            stmt = (
+                update(Run)
+                .where(Run.status == RunStatus.running.value, Run.heartbeat_at < cutoff)
+                .values(status=RunStatus.lost.value)
+            )
             return _rowcount(session.execute(stmt))
     except SQLAlchemyError as err:
         log.warning("registry %s: could not mark lost runs: %s", registry.url, describe(err))
@@ -131,6 +135,7 @@ def mark_lost(registry: Registry, now: datetime | None = None) -> int:
 
 
 def _status(registry: Registry, run: Run, now: datetime) -> str:
+    """The status to show at `now`, the server's time (see the lost rule)."""
     stale = now - run.heartbeat_at > timedelta(seconds=registry.lost_after_s)
     return RunStatus.lost.value if run.status == RunStatus.running and stale else run.status
 
@@ -187,8 +192,8 @@ def list_runs(
         query = query.where(Run.name.contains(name, autoescape=True))
     if limit is not None:
         query = query.limit(limit)
-    now = utcnow()
     with registry.failures_as("listing runs"), registry.session(read_only=True) as session:
+        now = server_time(session)
         runs = [_summary(registry, run, now) for run in session.scalars(query)]
         _attach(session, runs)
     return runs
@@ -215,8 +220,8 @@ def resolve_run_id(session: Session, id_or_prefix: str) -> str:
 
 def get_run(registry: Registry, id_or_prefix: str) -> RunDetails:
     mark_lost(registry)
-    now = utcnow()
     with registry.failures_as("reading a run"), registry.session(read_only=True) as session:
+        now = server_time(session)
         run = session.get_one(Run, resolve_run_id(session, id_or_prefix))
         details = RunDetails(
             **vars(_summary(registry, run, now)),

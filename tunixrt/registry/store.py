@@ -15,11 +15,18 @@ from sqlalchemy import Engine, delete, select
 from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from tunixrt.registry.engine import READ_ONLY, make_engine
+from tunixrt.registry.engine import READ_ONLY, STATEMENT_TIMEOUT_S, make_engine
 from tunixrt.registry.errors import RegistryError, describe
 from tunixrt.registry.info import RunInfo, config_hash, json_safe
 from tunixrt.registry.migrate import ensure_schema
-from tunixrt.registry.models import Checkpoint, MetricLatest, MetricPoint, Run, RunStatus, utcnow
+from tunixrt.registry.models import (
+    Checkpoint,
+    MetricLatest,
+    MetricPoint,
+    Run,
+    RunStatus,
+    server_time,
+)
 from tunixrt.registry.recorder import RunRecorder
 from tunixrt.registry.urls import mask_config, mask_url, sqlite_path
 
@@ -28,11 +35,18 @@ log = logging.getLogger(__name__)
 LOST_AFTER_S = 120.0  # a running run with an older heartbeat is shown and stored as lost
 
 
-def engine_for(url: str, *, busy_timeout_s: float = 30.0) -> Engine:
+def engine_for(
+    url: str,
+    *,
+    busy_timeout_s: float = 30.0,
+    statement_timeout_s: float | None = STATEMENT_TIMEOUT_S,
+) -> Engine:
     """`make_engine`, with a bad URL or a missing driver reported as RegistryError."""
     where = mask_url(url)
     try:
-        return make_engine(url, busy_timeout_s=busy_timeout_s)
+        return make_engine(
+            url, busy_timeout_s=busy_timeout_s, statement_timeout_s=statement_timeout_s
+        )
     except NoSuchModuleError as err:
         raise RegistryError(
             f"registry {where}: no driver for this URL ({err}); for PostgreSQL "
@@ -56,11 +70,16 @@ class Registry:
         create: bool = True,
         lost_after_s: float = LOST_AFTER_S,
         busy_timeout_s: float = 30.0,
+        statement_timeout_s: float | None = STATEMENT_TIMEOUT_S,
     ) -> Registry:
         """Connect and check the schema: an empty database is migrated to head (when
-        `create`); an unreachable or outdated one raises RegistryError."""
+        `create`); an unreachable or outdated one raises RegistryError. SQLite waits
+        up to `busy_timeout_s` for another writer; a PostgreSQL statement fails after
+        `statement_timeout_s` (None: no limit)."""
         where = mask_url(url)
-        engine = engine_for(url, busy_timeout_s=busy_timeout_s)
+        engine = engine_for(
+            url, busy_timeout_s=busy_timeout_s, statement_timeout_s=statement_timeout_s
+        )
         try:
             ensure_schema(engine, create=create)
         except SQLAlchemyError as err:
@@ -125,10 +144,11 @@ class Registry:
         return RunRecorder(self.engine, run_id, url=self.url, **recorder_options)
 
     def _upsert_run(self, info: RunInfo) -> str:
-        now = utcnow()
         run_dir = os.path.abspath(info.run_dir)
         config = json_safe(mask_config(dict(info.config)))
         with self.session() as session:
+            # The server's clock: the first heartbeat is compared with it by the lost rule.
+            now = server_time(session)
             run = session.scalars(select(Run).where(Run.run_dir == run_dir)).one_or_none()
             if run is None:
                 run = Run(id=uuid.uuid4().hex, created_at=now, run_dir=run_dir)

@@ -22,16 +22,17 @@ def _single(url: str, folder: str, runs: int, steps: int) -> dict[str, float]:
                 RunInfo(name=f"bench-{i}", run_dir=f"{folder}/run{i}", config={"seed": i})
             )
         rows = runs / (time.perf_counter() - start)
-        # write_every_s=0: one transaction per call, the worst case for the loop
+        # write_every_s=0: the writer writes as soon as anything is pending
         rec = reg.start_run(RunInfo(name="bench-metrics", run_dir=f"{folder}/m"), write_every_s=0.0)
         start = time.perf_counter()
         for step in range(steps):
             rec.log_metrics(step, METRICS)
-        per_call = (time.perf_counter() - start) / steps
+        per_call = (time.perf_counter() - start) / steps  # what the training loop pays
         rec.finish("completed", last_step=steps)
+        written = time.perf_counter() - start  # until the last point is in the database
     return {
         "run_rows_per_s": rows,
-        "metric_points_per_s": len(METRICS) / per_call,
+        "metric_points_per_s": steps * len(METRICS) / written,
         "ms_per_log_call": 1000 * per_call,
     }
 

@@ -48,7 +48,7 @@ class Recording:
         else:
             status, step, error = "failed", self.step(), f"{type(err).__name__}: {err}"
         if not self.recorder.finish(status, error=error, last_step=step):
-            log.warning("the registry could not record the end of this run (%s)", status)
+            log.warning("the registry's record of this run (%s) is incomplete", status)
         self.registry.close()
 
 

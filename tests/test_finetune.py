@@ -1,33 +1,42 @@
 """Fine-tuning a pretrained Hugging Face checkpoint: its tokenizer and chat template,
-full and LoRA training through the real config, and `tunixrt export` read back by
+full and LoRA training through the real config (a LoRA checkpoint holds the adapters and
+a hashed reference to the base), exact LoRA resume, and `tunixrt export` read back by
 transformers."""
 
 from __future__ import annotations
 
 import json
 import logging
+import re
+import shutil
 import sys
+from contextlib import closing
 from datetime import date
 from pathlib import Path
 
+import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 import torch
 import transformers
-from safetensors.numpy import load_file
+from safetensors.numpy import load_file, save_file
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from tests.helpers import chat_templates
 from tests.helpers.config import compose_train
 from tests.helpers.data import addition_traces, write_jsonl
+from tests.helpers.tensorboard import read_scalars
+from tunixrt.checkpoint import Checkpointer
 from tunixrt.cli.main import main as tunixrt_cli
 from tunixrt.config import ConfigError
 from tunixrt.data import DataError
 from tunixrt.data.chat import ChatTokenizer
 from tunixrt.data.render import Rendered
+from tunixrt.export import export, load_model
+from tunixrt.lora_base import base_sha256
 from tunixrt.models.hf import CheckpointError, load_pretrained
-from tunixrt.train.loop import train
+from tunixrt.train.loop import TrainResult, train
 
 pytestmark = pytest.mark.slow
 TEMPLATE = (
@@ -102,6 +111,49 @@ def overrides(pretrained: Path, traces: Path, *extra: str) -> list[str]:
         "trainer.progress=log",
         *extra,
     ]
+
+
+# LoRA on q and v; the lr schedule spans 8 steps, so 4 steps then 4 more equal 8 at once
+LORA = (
+    "model.lora.rank=4",
+    "model.lora.alpha=8",
+    "model.lora.targets=[q_proj,v_proj]",
+    "optimizer.decay_steps=8",
+)
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory, pretrained, traces) -> tuple[Path, TrainResult]:
+    run_dir = tmp_path_factory.mktemp("full") / "run"
+    return run_dir, train(compose_train(overrides(pretrained, traces)), run_dir)
+
+
+@pytest.fixture(scope="module")
+def lora_run(tmp_path_factory, pretrained, traces) -> Path:
+    """A LoRA run of 4 steps, checkpointed at step 4."""
+    run_dir = tmp_path_factory.mktemp("lora") / "run"
+    train(compose_train(overrides(pretrained, traces, *LORA)), run_dir)
+    return run_dir
+
+
+def checkpoint(run_dir: Path, step: int) -> tuple[dict, dict]:
+    """The state (arrays as saved) and meta of a step, read with plain orbax."""
+    args = ocp.args.Composite(state=ocp.args.PyTreeRestore(), meta=ocp.args.JsonRestore())
+    with ocp.CheckpointManager(run_dir / "checkpoints", item_names=("state", "meta")) as m:
+        restored = m.restore(step, args=args)
+    return restored.state, dict(restored.meta)
+
+
+def folder_bytes(folder: Path) -> int:
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+
+
+def saved_arrays(run_dir: Path, step: int) -> dict[str, int]:
+    """Bytes of each array a step's state item holds, by dotted name, from orbax's
+    metadata (nothing is read)."""
+    tree = ocp.StandardCheckpointer().metadata(run_dir / "checkpoints" / str(step) / "state")
+    leaves = jax.tree.leaves(tree.item_metadata)
+    return {a.name: int(np.prod(a.shape)) * np.dtype(a.dtype).itemsize for a in leaves}
 
 
 def test_chat_template_frames_the_prompt_and_the_loss_covers_the_answer(pretrained):
@@ -272,28 +324,25 @@ def test_template_syntax_error_names_the_file_and_line(tmp_path, monkeypatch, sa
     assert str(err.value) == want + hint
 
 
-def test_full_finetune_trains_and_lowers_the_loss(pretrained, traces, tmp_path):
-    result = train(compose_train(overrides(pretrained, traces)), tmp_path)
+def test_full_finetune_trains_and_lowers_the_loss(full_run):
+    _, result = full_run
     losses = list(result.train_losses.values())
     assert len(losses) == 4 and all(np.isfinite(losses)) and losses[-1] < losses[0]
 
 
-def test_lora_run_exports_base_plus_adapter_product(pretrained, traces, tmp_path):
-    run_dir = tmp_path / "run"
-    extra = ["model.lora.rank=4", "model.lora.alpha=8", "model.lora.targets=[q_proj,v_proj]"]
-    train(compose_train(overrides(pretrained, traces, *extra)), run_dir)
+def test_lora_run_exports_base_plus_adapter_product(pretrained, lora_run, tmp_path):
+    run_dir = lora_run
     assert tunixrt_cli(["export", str(run_dir), str(tmp_path / "hf")]) == 0
 
-    with ocp.CheckpointManager(run_dir / "checkpoints", item_names=("state", "meta")) as m:
-        restored = m.restore(4, args=ocp.args.Composite(state=ocp.args.PyTreeRestore()))
-    layers = restored.state["model"]["layers"]
+    state, _ = checkpoint(run_dir, 4)
+    layers = state["model"]["layers"]
     exported = load_file(str(tmp_path / "hf" / "model.safetensors"))
     original = load_file(str(pretrained / "model.safetensors"))
     for i in (0, 1):
         q = layers[str(i)]["attn"]["q_proj"]
-        merged = np.asarray(q["kernel"]) + (8 / 4) * np.asarray(q["lora_a"]) @ np.asarray(
-            q["lora_b"]
-        )
+        assert "kernel" not in q  # the base lives in model.path, not in the checkpoint
+        kernel = original[f"model.layers.{i}.self_attn.q_proj.weight"].T  # [in, out]
+        merged = kernel + (8 / 4) * np.asarray(q["lora_a"]) @ np.asarray(q["lora_b"])
         np.testing.assert_allclose(
             exported[f"model.layers.{i}.self_attn.q_proj.weight"], merged.T, atol=1e-6
         )
@@ -301,6 +350,62 @@ def test_lora_run_exports_base_plus_adapter_product(pretrained, traces, tmp_path
         for name in ("k_proj.weight", "o_proj.weight"):  # untargeted: the base, unchanged
             key = f"model.layers.{i}.self_attn.{name}"
             np.testing.assert_array_equal(exported[key], original[key])
+
+    hf = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "hf").eval()
+    with closing(
+        Checkpointer(run_dir / "checkpoints", every_steps=0, keep=1, read_only=True)
+    ) as ck:
+        _, _, adapted = load_model(ck, 4)  # base plus unmerged adapters, as trained
+    tokens = np.random.default_rng(0).integers(0, 320, (2, 16), dtype=np.int32)
+    with torch.no_grad():
+        want = hf(input_ids=torch.from_numpy(tokens.astype(np.int64))).logits.numpy()
+    np.testing.assert_allclose(np.asarray(adapted(tokens)), want, atol=1e-4)
+
+
+def test_lora_checkpoint_holds_adapters_and_a_hashed_base_reference(pretrained, lora_run, full_run):
+    lora, full = saved_arrays(lora_run, 4), saved_arrays(full_run[0], 4)
+    model = {k: v for k, v in lora.items() if k.startswith("model.")}
+    assert len(model) == 2 * 2 * 2  # lora_a and lora_b of q and v in 2 layers
+    assert all(k.endswith((".lora_a", ".lora_b")) for k in model)
+    assert sum(lora.values()) * 30 < sum(full.values())  # adapters + adam vs all weights + adam
+    _, meta = checkpoint(lora_run, 4)
+    base = load_pretrained(pretrained, param_dtype="float32")
+    assert meta["base"] == {"path": str(pretrained), "sha256": base_sha256(base)}
+    # on disk the tiny model's metadata files weigh as much as its adapters
+    lora_bytes = folder_bytes(lora_run / "checkpoints" / "4")
+    assert lora_bytes * 8 < folder_bytes(full_run[0] / "checkpoints" / "4")
+    assert not (lora_run / "checkpoints" / "base").exists()  # model.path is the base
+
+
+def test_lora_resume_is_bit_identical(pretrained, traces, lora_run, tmp_path):
+    shutil.copytree(lora_run, tmp_path / "run")
+    cfg = compose_train(overrides(pretrained, traces, *LORA, "trainer.max_steps=8"))
+    assert train(cfg, tmp_path / "run").resumed_from == 4
+    train(cfg, tmp_path / "ref")
+    loss = [read_scalars(tmp_path / d / "tb")["train/loss"] for d in ("run", "ref")]
+    assert [s for s, _ in loss[0]] == list(range(1, 9)) and loss[0] == loss[1]
+    (got, _), (want, _) = checkpoint(tmp_path / "run", 8), checkpoint(tmp_path / "ref", 8)
+    assert jax.tree.structure(got) == jax.tree.structure(want)
+    jax.tree.map(np.testing.assert_array_equal, got, want)  # adapters and optimizer state
+
+
+def test_changed_base_fails_resume_and_export_naming_both_hashes(pretrained, traces, tmp_path):
+    base = shutil.copytree(pretrained, tmp_path / "base")
+    train(compose_train(overrides(base, traces, *LORA, "trainer.max_steps=1")), tmp_path / "run")
+    weights = load_file(str(base / "model.safetensors"))
+    weights["model.layers.0.mlp.up_proj.weight"][0, 0] += 1.0  # a frozen weight
+    save_file(weights, str(base / "model.safetensors"), metadata={"format": "pt"})
+    _, meta = checkpoint(tmp_path / "run", 1)
+    changed = base_sha256(load_pretrained(base, param_dtype="float32"))
+    recorded = meta["base"]["sha256"]
+    message = rf"^{re.escape(str(base))}: the LoRA base weights have sha256 {changed}, .*"
+    message += rf" {recorded}$"
+    with pytest.raises(ConfigError, match=message):
+        train(
+            compose_train(overrides(base, traces, *LORA, "trainer.max_steps=2")), tmp_path / "run"
+        )
+    with pytest.raises(ConfigError, match=message):
+        export(str(tmp_path / "run"), tmp_path / "hf")
 
 
 def test_scratch_run_export_gives_transformers_the_same_logits(tmp_path):

@@ -1,10 +1,15 @@
 """Exact resume: a run stopped (cleanly, by SIGTERM, by SIGKILL, by a damaged checkpoint)
-and started again ends bit-identical to one that never stopped."""
+and started again ends bit-identical to one that never stopped; so does a LoRA run on a
+base from scratch, whose checkpoints hold only the adapters."""
 
 from __future__ import annotations
 
+import errno
+import os
 import signal
 import subprocess
+from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
 
 import jax
@@ -14,9 +19,13 @@ import pytest
 from flax import nnx
 
 from tests.helpers.config import compose_train
-from tests.helpers.processes import kill_when, start_train
+from tests.helpers.processes import start_train
 from tests.helpers.tensorboard import read_scalars
+from tunixrt.checkpoint import Checkpointer
 from tunixrt.config import ConfigError
+from tunixrt.export import export, load_model
+from tunixrt.models.hf import load_pretrained
+from tunixrt.registry import Registry, RunDetails, get_run, list_runs
 from tunixrt.train import setup as train_setup
 from tunixrt.train.loop import NonFiniteError, train
 from tunixrt.train.step import make_train_step
@@ -101,22 +110,111 @@ def test_sigterm_saves_exits_nonzero_and_resumes(tmp_path, cache, reference):
 
 
 def test_sigkill_loses_only_steps_after_the_last_checkpoint(tmp_path, cache, reference):
-    kill_when(cli(tmp_path, overrides(cache)), tmp_path / "checkpoints" / "12")
-    logged = [s for s, _ in losses(tmp_path)]
+    """Killed two steps after checkpoint 12 was started: the resumed run restores the
+    newest complete checkpoint and trains the steps after it again (the killed run had
+    logged them), ending as the reference did."""
+    proc = cli(tmp_path, overrides(cache))
+    assert proc.stdout is not None
+    ran = []
+    for line in proc.stdout:
+        ran.append(line)
+        if f"step 14/{STEPS}" in line:
+            proc.kill()
+            break
+    proc.wait(timeout=30)
+    ran_text = "".join(ran)
+    assert f"step 14/{STEPS}" in ran_text, ran_text[-3000:]
     result = train(compose_train(overrides(cache)), tmp_path)
-    assert result.resumed_from is not None and result.resumed_from >= 12
-    assert max(logged) >= result.resumed_from  # steps after the checkpoint were re-run
+    assert result.resumed_from in (8, 12)  # 12 unless its async save was cut short
+    assert f"step {result.resumed_from + 1}/{STEPS}" in ran_text  # done once before...
+    assert result.resumed_from + 1 in result.train_losses  # ... and trained again here
     assert_same_run(tmp_path, reference)
 
 
-def test_damaged_newest_checkpoint_falls_back_to_the_previous(tmp_path, cache, reference):
-    train(compose_train(overrides(cache, **{"trainer.max_steps": 16})), tmp_path)
-    for f in (tmp_path / "checkpoints" / "16" / "state").rglob("*"):
+def empty_state_files(step_dir: Path) -> None:
+    for f in (step_dir / "state").rglob("*"):
         if f.is_file():
             f.write_bytes(b"")  # a disk that lost the data after the rename
+
+
+def truncate_array_file(step_dir: Path) -> None:
+    """Cut the largest array data file (it holds several weights) in half."""
+    f = max(
+        (step_dir / "state" / "ocdbt.process_0" / "d").iterdir(), key=lambda f: f.stat().st_size
+    )
+    f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+
+
+def garble_meta(step_dir: Path) -> None:
+    meta = step_dir / "meta" / "metadata"
+    meta.write_text(meta.read_text()[:100])
+
+
+def registry_row(url: str, run_dir: Path) -> RunDetails:
+    with Registry.open(url) as reg:
+        (summary,) = [r for r in list_runs(reg) if r.run_dir == str(run_dir.resolve())]
+        return get_run(reg, summary.id)
+
+
+def row_at_first_step(monkeypatch, url: str, run_dir: Path) -> list[RunDetails]:
+    """The run's registry row as it is when the first step starts (filled in then)."""
+    real_step, seen = make_train_step(nnx.Param), []
+
+    def step(model, optimizer, batch):
+        if not seen:
+            seen.append(registry_row(url, run_dir))
+        return real_step(model, optimizer, batch)
+
+    monkeypatch.setattr(train_setup, "make_train_step", lambda wrt: step)
+    return seen
+
+
+@pytest.mark.parametrize("damage", [empty_state_files, truncate_array_file, garble_meta])
+def test_damaged_newest_checkpoint_falls_back_to_the_previous(
+    tmp_path, cache, reference, monkeypatch, session_registry, damage: Callable[[Path], None]
+):
+    train(compose_train(overrides(cache, **{"trainer.max_steps": 16})), tmp_path)
+    damage(tmp_path / "checkpoints" / "16")
+    seen = row_at_first_step(monkeypatch, session_registry, tmp_path)
     result = train(compose_train(overrides(cache)), tmp_path)
     assert result.resumed_from == 12
     assert_same_run(tmp_path, reference)
+    assert (tmp_path / "checkpoints" / "corrupt-16").is_dir()
+    jax.tree.map(np.testing.assert_array_equal, params(tmp_path, 16), params(reference, 16))
+    (resumed,) = seen
+    assert resumed.last_step == 12 and resumed.resume_count == 1
+    assert [c.step for c in resumed.checkpoints] == [4, 8, 12]  # 16's row went with it
+    done = registry_row(session_registry, tmp_path)
+    assert done.status == "completed" and done.last_step == STEPS
+    assert [c.step for c in done.checkpoints] == list(range(4, STEPS + 1, 4))
+
+
+def test_unreadable_checkpoint_raises_instead_of_falling_back(
+    tmp_path, cache, monkeypatch, session_registry
+):
+    train(compose_train(overrides(cache, **{"trainer.max_steps": 8})), tmp_path)
+    meta = tmp_path / "checkpoints" / "8" / "meta" / "metadata"
+    meta.chmod(0)
+
+    def unreadable(*args: object) -> None:
+        raise PermissionError(errno.EACCES, "Permission denied", str(meta))
+
+    if os.access(meta, os.R_OK):  # root reads it anyway: fail the read as the OS would
+        monkeypatch.setattr(Checkpointer, "read_meta", unreadable)
+    try:
+        with pytest.raises(PermissionError):
+            train(compose_train(overrides(cache)), tmp_path)
+    finally:
+        meta.chmod(0o644)
+        monkeypatch.undo()
+    # denied while restoring the arrays, after the run was registered
+    monkeypatch.setattr(Checkpointer, "restore", unreadable)
+    with pytest.raises(PermissionError):
+        train(compose_train(overrides(cache)), tmp_path)
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["4", "8"]
+    row = registry_row(session_registry, tmp_path)
+    assert row.status == "failed" and row.error.startswith("PermissionError")
+    assert row.last_step == 8
 
 
 def test_changed_model_shape_fails_naming_the_keys(tmp_path, cache):
@@ -163,3 +261,35 @@ def test_nan_stops_with_the_step_and_keeps_the_last_good_checkpoint(
 
 def test_compile_cache_is_filled(cache, reference):
     assert any(cache.iterdir())
+
+
+def saved_arrays(item: Path) -> list[str]:
+    """The dotted names of the arrays an orbax item folder holds, from its metadata."""
+    tree = ocp.StandardCheckpointer().metadata(item).item_metadata
+    return sorted(leaf.name for leaf in jax.tree.leaves(tree))
+
+
+def lora_run(cache: Path, run_dir: Path, steps: int) -> int | None:
+    cfg = overrides(cache, **{"model.lora.rank": 2, "trainer.max_steps": steps})
+    return train(compose_train(cfg), run_dir).resumed_from
+
+
+def test_lora_from_scratch_saves_its_base_once_and_resumes_exactly(tmp_path, cache):
+    lora_run(cache, tmp_path / "ref", 8)
+    lora_run(cache, tmp_path / "run", 4)
+    assert lora_run(cache, tmp_path / "run", 8) == 4
+    ckdir = tmp_path / "run" / "checkpoints"
+    assert sorted(p.name for p in ckdir.iterdir()) == ["4", "8", "base"]
+    names = saved_arrays(ckdir / "8" / "state")
+    model = [n for n in names if n.startswith("model.")]
+    assert model and all(n.endswith((".lora_a", ".lora_b")) for n in model)
+    assert any(n.endswith(".kernel") for n in saved_arrays(ckdir / "base"))
+    assert losses(tmp_path / "run") == losses(tmp_path / "ref")
+    got, want = params(tmp_path / "run", 8), params(tmp_path / "ref", 8)
+    jax.tree.map(np.testing.assert_array_equal, got, want)  # adapters and optimizer state
+
+    out = export(str(tmp_path / "run"), tmp_path / "hf")
+    with closing(Checkpointer(ckdir, every_steps=0, keep=1, read_only=True)) as ck:
+        _, _, adapted = load_model(ck, 8)
+    tokens = np.random.default_rng(0).integers(0, 2048, (2, 16), dtype=np.int32)
+    np.testing.assert_allclose(load_pretrained(out)(tokens), adapted(tokens), atol=1e-4)

@@ -1,9 +1,10 @@
 """`tunixrt export`: a run's checkpoint as a Hugging Face folder that transformers loads.
 
 The model is rebuilt from the config stored in the checkpoint (a pretrained model is
-read again from its `model.path`, since a LoRA run's checkpoint is merged into it), the
-checkpoint's weights are put in, and `save_pretrained` writes config.json, safetensors
-(adapters merged) and the tokenizer.
+read again from its `model.path`; a LoRA run's checkpoint holds only the adapters, so its
+base is loaded from the reference in the meta and its hash checked), the checkpoint's
+weights are put in, and `save_pretrained` writes config.json, safetensors (adapters
+merged) and the tokenizer.
 """
 
 from __future__ import annotations
@@ -12,18 +13,20 @@ import json
 import logging
 import shutil
 import tempfile
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 import jax.numpy as jnp
-from flax import nnx
 
-from tunixrt.checkpoint import Checkpointer, load_train_state
+from tunixrt.checkpoint import Checkpointer, load_train_state, model_state
 from tunixrt.config import ConfigError, DeviceConfig, Platform, TrainConfig, validate
-from tunixrt.data.pipeline import load_tokenizer
+from tunixrt.data.pipeline import Tokenizer, load_tokenizer
 from tunixrt.data.tokenize import TextTokenizer
 from tunixrt.devices import setup_devices
 from tunixrt.files import replace_folder
+from tunixrt.lora_base import load_base
+from tunixrt.models.decoder import Decoder
 from tunixrt.models.factory import build_model
 from tunixrt.models.hf import save_pretrained
 
@@ -72,17 +75,12 @@ def _tunixrt_tokenizer_dir(tok: TextTokenizer, source: str, folder: Path) -> Pat
     return folder
 
 
-def export(
-    target: str, out: str | Path, *, step: int | None = None, registry_url: str | None = None
-) -> Path:
-    ckdir, found = locate(target, registry_url)
-    ck = Checkpointer(ckdir, every_steps=0, keep=1 << 30, read_only=True)
-    steps = ck.steps()
-    step = step if step is not None else found if found is not None else max(steps, default=-1)
-    if step not in steps:
-        raise ConfigError(f"{ckdir}: no checkpoint of step {step} (have: {steps})")
-    cfg = _config(ck.read_meta(step))
-    _check_destination(Path(out), cfg, ckdir)
+def load_model(ck: Checkpointer, step: int) -> tuple[TrainConfig, Tokenizer, Decoder]:
+    """The config, tokenizer and float32 model of checkpoint `step`, rebuilt from the
+    config stored in it, with a LoRA run's base loaded and checked, and the
+    checkpoint's weights put in."""
+    meta = ck.read_meta(step)
+    cfg = _config(meta)
     devices = setup_devices(DeviceConfig(platform=Platform.auto))
     tok = load_tokenizer(cfg.dataset, cfg.model.path)
     model = build_model(
@@ -92,9 +90,27 @@ def export(
         seed=cfg.seed,
         devices=devices,
     )
-    arrays = ck.restore_model(step, nnx.to_pure_dict(nnx.state(model)))
-    load_train_state(model, None, {"model": arrays})
-    ck.close()
+    base = meta.get("base")
+    if base is not None:
+        load_base(base, model, ck)
+    adapters_only = base is not None
+    arrays = ck.restore_model(step, model_state(model, adapters_only=adapters_only))
+    load_train_state(model, None, {"model": arrays}, adapters_only=adapters_only)
+    return cfg, tok, model
+
+
+def export(
+    target: str, out: str | Path, *, step: int | None = None, registry_url: str | None = None
+) -> Path:
+    ckdir, found = locate(target, registry_url)
+    ck = Checkpointer(ckdir, every_steps=0, keep=1 << 30, read_only=True)
+    with closing(ck):
+        steps = ck.steps()
+        step = step if step is not None else found if found is not None else max(steps, default=-1)
+        if step not in steps:
+            raise ConfigError(f"{ckdir}: no checkpoint of step {step} (have: {steps})")
+        _check_destination(Path(out), _config(ck.read_meta(step)), ckdir)
+        cfg, tok, model = load_model(ck, step)
     with tempfile.TemporaryDirectory() as tmp:
         if isinstance(tok, TextTokenizer):
             assert cfg.dataset.tokenizer is not None

@@ -28,6 +28,8 @@ from flax import nnx
 from tunixrt.models.decoder import DecoderConfig
 
 LoRAParam = nnx.LoRAParam
+# The base weights LoRA training leaves as they are: every Param but the adapters.
+FROZEN_BASE = nnx.All(nnx.Param, nnx.Not(LoRAParam))
 
 PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")

@@ -143,6 +143,15 @@ class Registry:
                 run_id = self._upsert_run(info)
         return RunRecorder(self.engine, run_id, url=self.url, **recorder_options)
 
+    def resume_run_at(self, run_id: str, step: int) -> None:
+        """Move a reopened run back to `step`, the checkpoint it actually resumed from
+        (the newer ones were damaged): forget what it recorded after that step, as
+        `start_run` does for `RunInfo.resume_step`."""
+        action = f"moving run {run_id} back to step {step}"
+        with self.failures_as(action), self.session() as session:
+            _discard_after(session, run_id, step)
+            session.get_one(Run, run_id).last_step = step
+
     def _upsert_run(self, info: RunInfo) -> str:
         run_dir = os.path.abspath(info.run_dir)
         config = json_safe(mask_config(dict(info.config)))

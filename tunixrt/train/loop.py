@@ -155,9 +155,12 @@ def _eval(run: Run, step: int) -> float | None:
 def _save(run: Run, step: int, eval_loss: float | None) -> None:
     _check_finite(run)
     s = run.setup
-    meta = checkpoint_meta(run.loop, s.data.train.state.to_dict(), run.config, s.model)
+    meta = checkpoint_meta(
+        run.loop, s.data.train.state.to_dict(), run.config, s.model, base=run.base
+    )
     metrics = None if eval_loss is None else {"eval/loss": eval_loss}
-    blocked = run.checkpointer.save(step, train_state(s.model, s.optimizer), meta, metrics)
+    state = train_state(s.model, s.optimizer, adapters_only=run.base is not None)
+    blocked = run.checkpointer.save(step, state, meta, metrics)
     log.debug("checkpoint of step %d started; the loop waited %.3fs", step, blocked)
     if run.recorder is not None:
         run.recorder.checkpoint(step, str(run.checkpointer.directory / str(step)), metrics)

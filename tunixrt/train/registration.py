@@ -23,12 +23,28 @@ log = logging.getLogger(__name__)
 
 class Recording:
     """Context manager around a run's registry row. On exit the row is closed with the
-    status the exit means, at the step `step()` reports, and the connection pool is
-    disposed. With registry.url=null (`recorder` None) it records nothing."""
+    status the exit means, at the step `step()` reports (until the loop sets it: the
+    step the run resumes from, or 0), and the connection pool is disposed. With
+    registry.url=null (`recorder` None) it records nothing."""
 
-    def __init__(self, registry: Registry | None, recorder: RunRecorder | None) -> None:
+    def __init__(
+        self,
+        registry: Registry | None,
+        recorder: RunRecorder | None,
+        resume_step: int | None = None,
+    ) -> None:
         self.registry, self.recorder = registry, recorder
-        self.step: Callable[[], int] = lambda: 0
+        self.resume_step = resume_step  # as the row has it
+        self.step: Callable[[], int] = lambda: self.resume_step or 0
+
+    def resumed_at(self, step: int) -> None:
+        """Record that the run resumed from `step`: older than the checkpoint it was
+        registered with when that one turned out to be damaged."""
+        if step == self.resume_step:
+            return
+        self.resume_step = step
+        if self.registry is not None and self.recorder is not None:
+            self.registry.resume_run_at(self.recorder.id, step)
 
     def __enter__(self) -> Recording:
         return self
@@ -59,12 +75,14 @@ def start_recording(
     devices: Devices,
     resume_step: int | None,
 ) -> Recording:
-    """Open the registry and create (or reopen) the run's row. An unreachable registry
-    fails the run here, before anything compiles."""
+    """Open the registry and create (or reopen) the run's row, resuming from
+    `resume_step` (the newest checkpoint's; `Recording.resumed_at` corrects it when an
+    older one is restored). An unreachable registry fails the run here, before
+    anything compiles."""
     url = resolve_url(cfg.registry.url, OUTPUTS)
     if url is None:
         log.info("registry.url is null: this run is not registered")
-        return Recording(None, None)
+        return Recording(None, None, resume_step)
     registry = Registry.open(url)
     commit, dirty = git_state(Path(__file__).resolve().parent)
     folder = context.run_dir.resolve()
@@ -90,4 +108,4 @@ def start_recording(
         raise
     recorder.start_keepalive()
     log.info("registry: run %s in %s", recorder.id, registry.url)
-    return Recording(registry, recorder)
+    return Recording(registry, recorder, resume_step)

@@ -1,6 +1,6 @@
 """One start of a run, built whole: the setup, its loop state (fresh, or restored from
-the newest checkpoint), the checkpointer, the metric writers and the registry row.
-`open_run` opens them in order and closes them in reverse, whatever happens; the
+the newest readable checkpoint), the checkpointer, the metric writers and the registry
+row. `open_run` opens them in order and closes them in reverse, whatever happens; the
 registry row ends as completed, preempted or failed on the way out."""
 
 from __future__ import annotations
@@ -19,12 +19,13 @@ from tunixrt.checkpoint import Checkpointer, load_train_state, train_state
 from tunixrt.config import FINAL_METRICS, TrainConfig
 from tunixrt.data.batching import IteratorState
 from tunixrt.devices import setup_devices
+from tunixrt.lora_base import load_base, record_base
 from tunixrt.registry import RegistryWriter, RunRecorder, mask_config
 from tunixrt.tensorboard import TensorBoardWriter, truncate_after
 from tunixrt.train.context import RunContext
 from tunixrt.train.hparams import hparams
 from tunixrt.train.lock import RunLock
-from tunixrt.train.registration import start_recording
+from tunixrt.train.registration import Recording, start_recording
 from tunixrt.train.resume import check_compatible, check_policy, with_defaults
 from tunixrt.train.setup import Setup, setup
 from tunixrt.train.state import LoopState
@@ -44,6 +45,9 @@ class Run:
     writer: MetricWriter  # TensorBoard and the registry
     recorder: RunRecorder | None
     resumed_from: int | None  # the checkpoint step this start continued from
+    # The LoRA base reference every checkpoint's meta stores (see tunixrt.lora_base);
+    # None: checkpoints hold the whole model.
+    base: dict[str, Any] | None
     # (step, metrics) of the steps since the last host read of their finite flags
     pending: list[tuple[int, dict[str, jax.Array]]] = field(default_factory=list)
 
@@ -74,9 +78,10 @@ def open_run(cfg: TrainConfig, context: RunContext) -> Iterator[Run]:
         recording = stack.enter_context(start_recording(cfg, config, context, devices, resume_step))
         horizon = newest[1]["loop"]["schedule_steps"] if newest else cfg.trainer.max_steps
         s = setup(cfg, schedule_steps=horizon, devices=devices)
-        loop = LoopState(schedule_steps=horizon)
-        if resume_step is not None:
-            loop = _restore(s, checkpointer, folder, resume_step)
+        if newest is None:
+            loop, base = LoopState(schedule_steps=horizon), _fresh_base(s, checkpointer)
+        else:
+            loop, base = _restore(s, checkpointer, folder, newest, recording)
         recording.step = lambda: loop.step
         resumed_from = loop.step if resume_step is not None else None
         tb = stack.enter_context(closing(TensorBoardWriter(folder / "tb")))
@@ -88,7 +93,16 @@ def open_run(cfg: TrainConfig, context: RunContext) -> Iterator[Run]:
         writer = MultiWriter(writers)
         stack.callback(writer.flush)
         yield Run(
-            s, context, config, loop, checkpointer, tb, writer, recording.recorder, resumed_from
+            s,
+            context,
+            config,
+            loop,
+            checkpointer,
+            tb,
+            writer,
+            recording.recorder,
+            resumed_from,
+            base,
         )
 
 
@@ -115,12 +129,32 @@ def _resume_point(
     return newest
 
 
-def _restore(s: Setup, ck: Checkpointer, folder: Path, at_most: int) -> LoopState:
-    """Put the newest readable checkpoint (at most `at_most`) into the setup; drop the
-    TensorBoard events logged after it, so every step shows once."""
-    restored = ck.restore_newest(train_state(s.model, s.optimizer), at_most=at_most)
-    load_train_state(s.model, s.optimizer, restored.arrays)
+def _fresh_base(s: Setup, ck: Checkpointer) -> dict[str, Any] | None:
+    """A LoRA run's base reference (its base saved, if from scratch); None without LoRA."""
+    return record_base(s.cfg.model, s.model, ck) if s.cfg.model.lora.rank > 0 else None
+
+
+def _restore(
+    s: Setup,
+    ck: Checkpointer,
+    folder: Path,
+    newest: tuple[int, dict[str, Any]],
+    recording: Recording,
+) -> tuple[LoopState, dict[str, Any] | None]:
+    """Put the newest readable checkpoint (at most step `newest[0]`, whose meta is
+    `newest[1]`) into the setup, with the LoRA base it names; record the step restored
+    in the registry and drop the TensorBoard events logged after it, so every step
+    shows once. Returns the loop state and the base reference."""
+    at_most, meta = newest
+    base = meta.get("base")
+    if base is not None:
+        load_base(base, s.model, ck)
+    adapters_only = base is not None
+    target = train_state(s.model, s.optimizer, adapters_only=adapters_only)
+    restored = ck.restore_newest(target, at_most=at_most)
+    load_train_state(s.model, s.optimizer, restored.arrays, adapters_only=adapters_only)
     s.data.train.restore(IteratorState.from_dict(restored.meta["data"]))
+    recording.resumed_at(restored.step)
     dropped = truncate_after(folder / "tb", restored.step)
     log.info(
         "resumed from step %d (%s)%s",
@@ -128,7 +162,7 @@ def _restore(s: Setup, ck: Checkpointer, folder: Path, at_most: int) -> LoopStat
         ck.directory,
         f"; dropped {dropped} TensorBoard events logged after it" if dropped else "",
     )
-    return LoopState.from_dict(restored.meta["loop"])
+    return LoopState.from_dict(restored.meta["loop"]), base
 
 
 def _describe(tb: TensorBoardWriter, config: dict[str, Any], context: RunContext) -> None:

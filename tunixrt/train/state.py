@@ -37,8 +37,15 @@ def param_shapes(model: nnx.Module) -> dict[str, list[int]]:
 
 
 def checkpoint_meta(
-    loop: LoopState, data_state: dict[str, int], config: dict[str, Any], model: nnx.Module
+    loop: LoopState,
+    data_state: dict[str, int],
+    config: dict[str, Any],
+    model: nnx.Module,
+    *,
+    base: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """`base`: the LoRA base reference (tunixrt.lora_base); None when the checkpoint
+    holds the whole model."""
     return {
         "step": loop.step,
         "loop": asdict(loop),
@@ -46,6 +53,7 @@ def checkpoint_meta(
         "config": config,
         "identity_hash": identity_hash(config),
         "param_shapes": param_shapes(model),
+        "base": base,
         "versions": package_versions(),
         "backend": jax.default_backend(),
         "saved_at": datetime.datetime.now(datetime.UTC).isoformat(),

@@ -118,11 +118,12 @@ def _folder_mib(folder: Path) -> float:
 
 
 def bench_checkpoint(s: Setup, folder: Path | None = None) -> CheckpointBench:
-    """Save the model and optimizer state once (asynchronously) and restore it."""
+    """Save the model and optimizer state once (asynchronously), as a run saves it
+    (under LoRA without the frozen base), and restore it."""
     tmp = Path(folder or tempfile.mkdtemp(prefix="tunixrt-bench-"))
     try:
         ck = Checkpointer(tmp, every_steps=1, keep=1)
-        state = train_state(s.model, s.optimizer)
+        state = train_state(s.model, s.optimizer, adapters_only=s.cfg.model.lora.rank > 0)
         start = time.perf_counter()
         blocked = ck.save(1, state, {"step": 1})
         ck.wait()

@@ -60,8 +60,10 @@ class EvalItem:
     category: str | None = None
     difficulty: str | None = None
     section: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)  # other keys, unused
 
 
+_EVAL_KEYS = ("id", "prompt", "expected_answer", "category", "difficulty", "section")
 Example = Trace | Pair | Chat
 T = TypeVar("T")
 CHAT_ROLES = ("system", "user", "assistant")
@@ -144,6 +146,7 @@ def parse_eval_item(obj: Any) -> EvalItem:
         category=_field(obj, "category", str, optional=True),
         difficulty=_field(obj, "difficulty", str, optional=True),
         section=_field(obj, "section", str, optional=True),
+        extra={k: v for k, v in obj.items() if k not in _EVAL_KEYS},
     )
 
 

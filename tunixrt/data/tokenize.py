@@ -19,7 +19,8 @@ from tokenizers import Tokenizer
 from tunixrt.data.render import Rendered
 from tunixrt.data.schema import DataError
 
-SPECIAL_TOKENS = ("<|pad|>", "<|bos|>", "<|eos|>", "<|prompt|>", "<|completion|>", "<|answer|>")
+ANSWER_MARKER = "<|answer|>"  # before the final answer of a trace
+SPECIAL_TOKENS = ("<|pad|>", "<|bos|>", "<|eos|>", "<|prompt|>", "<|completion|>", ANSWER_MARKER)
 
 
 @dataclass(frozen=True)

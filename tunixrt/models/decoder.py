@@ -19,6 +19,7 @@ import enum
 import functools
 import math
 from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -323,7 +324,37 @@ def window_band(seq_len: int, window: int) -> jax.Array:
     return (idx[:, None] - idx[None, :] < window)[None, None]
 
 
+def cache_mask(positions: jax.Array, cache_len: int, window: int | None) -> jax.Array:
+    """Boolean [b, 1, s, t] over cache slots: a query sees slots at or before its position.
+
+    Slot j of a row holds the key at position j, so this is `attention_mask` (and,
+    with a window, `window_band`) in positions rather than indices. Slots past a row's
+    position hold padding or nothing yet and stay masked.
+    """
+    slots = jnp.arange(cache_len)[None, None, None, :]  # [1, 1, 1, t]
+    query = positions[:, None, :, None]  # [b, 1, s, 1]
+    mask = slots <= query
+    if window is not None:
+        mask = mask & (query - slots < window)
+    return mask
+
+
 Rope = tuple[jax.Array, jax.Array] | None  # cos, sin [b, s, e]; None for learned positions
+
+
+class KVCache(NamedTuple):
+    """One layer's keys and values by position: slot j of row b holds position j."""
+
+    k: jax.Array  # [b, t, g, e]
+    v: jax.Array  # [b, t, g, e]
+
+    def write(self, k: jax.Array, v: jax.Array, positions: jax.Array) -> KVCache:
+        """Store k, v [b, s, g, e] at each row's own positions [b, s]."""
+        rows = jnp.arange(k.shape[0])[:, None]  # [b, 1]
+        return KVCache(
+            self.k.at[rows, positions].set(k.astype(self.k.dtype)),
+            self.v.at[rows, positions].set(v.astype(self.v.dtype)),
+        )
 
 
 class Attention(nnx.Module):
@@ -342,6 +373,18 @@ class Attention(nnx.Module):
         self.k_norm = Norm(cfg, cfg.head_dim, NormKind.rms) if cfg.qk_norm else None
 
     def __call__(self, x: jax.Array, rope: Rope, mask: jax.Array) -> jax.Array:
+        q, k, v = self._project(x, rope)
+        return self._attend(q, k, v, mask)
+
+    def cached(
+        self, x: jax.Array, rope: Rope, mask: jax.Array, cache: KVCache, positions: jax.Array
+    ) -> tuple[jax.Array, KVCache]:
+        """Attend from x [b, s, d] at `positions` [b, s] over the cache plus x's own keys."""
+        q, k, v = self._project(x, rope)
+        cache = cache.write(k, v, positions)
+        return self._attend(q, cache.k, cache.v, mask), cache
+
+    def _project(self, x: jax.Array, rope: Rope) -> tuple[jax.Array, jax.Array, jax.Array]:
         b, s, _ = x.shape
         q = self.q_proj(x).reshape(b, s, self.n_heads, self.head_dim)  # [b, s, h, e]
         k = self.k_proj(x).reshape(b, s, self.n_kv_heads, self.head_dim)  # [b, s, g, e]
@@ -350,10 +393,15 @@ class Attention(nnx.Module):
             q, k = self.q_norm(q), self.k_norm(k)
         if rope is not None:
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        return q, k, v
+
+    def _attend(self, q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array) -> jax.Array:
+        """q [b, q, h, e] over k, v [b, k, g, e] -> [b, q, d]."""
+        b, s = q.shape[:2]
         # Query head i reads kv head i // (h / g), as in HF `repeat_kv`.
         groups = self.n_heads // self.n_kv_heads
-        k = jnp.repeat(k, groups, axis=2)  # [b, s, h, e]
-        v = jnp.repeat(v, groups, axis=2)  # [b, s, h, e]
+        k = jnp.repeat(k, groups, axis=2)  # [b, k, h, e]
+        v = jnp.repeat(v, groups, axis=2)  # [b, k, h, e]
 
         scores = jnp.einsum("bqhe,bkhe->bhqk", q, k, preferred_element_type=jnp.float32)
         scores = scores / jnp.sqrt(jnp.float32(self.score_divisor_sq))
@@ -400,7 +448,16 @@ class Block(nnx.Module):
         self.post_mlp_norm = Norm(cfg) if cfg.sandwich_norm else None
 
     def __call__(self, x: jax.Array, rope: Rope, mask: jax.Array) -> jax.Array:
-        h = self.attn(self.attn_norm(x), rope, mask)
+        return self._finish(x, self.attn(self.attn_norm(x), rope, mask))
+
+    def cached(
+        self, x: jax.Array, rope: Rope, mask: jax.Array, cache: KVCache, positions: jax.Array
+    ) -> tuple[jax.Array, KVCache]:
+        h, cache = self.attn.cached(self.attn_norm(x), rope, mask, cache, positions)
+        return self._finish(x, h), cache
+
+    def _finish(self, x: jax.Array, h: jax.Array) -> jax.Array:
+        """The residual adds around the attention output h [b, s, d], and the MLP."""
         if self.post_attn_norm is not None:
             h = self.post_attn_norm(h)
         x = x + h
@@ -456,15 +513,7 @@ class Decoder(nnx.Module):
             positions = jnp.broadcast_to(jnp.arange(s, dtype=jnp.int32), (b, s))
         mask = attention_mask(segment_ids, s)
         local = mask if cfg.sliding_window is None else mask & window_band(s, cfg.sliding_window)
-
-        x = self.embed(tokens)  # [b, s, d]
-        if cfg.embed_scale:
-            x = x * jnp.asarray(math.sqrt(cfg.dim), x.dtype)  # HF rounds sqrt(d) to this dtype
-        rope: Rope = None
-        if self.pos_embed is not None:
-            x = x + self.pos_embed(positions)
-        else:
-            rope = rope_angles(positions, rope_inv_freq(cfg))
+        x, rope = self._inputs(tokens, positions)
         for layer in self.layers:
             layer_mask = local if layer.sliding else mask
             x = (
@@ -472,6 +521,52 @@ class Decoder(nnx.Module):
                 if cfg.remat
                 else layer(x, rope, layer_mask)
             )
+        return self._logits(x)
+
+    def init_cache(self, batch: int, length: int) -> list[KVCache]:
+        """Empty per-layer caches of `length` positions, for `extend`."""
+        cfg = self.cfg
+        shape = (batch, length, cfg.n_kv_heads, cfg.head_dim)  # [b, t, g, e]
+        zeros = jnp.zeros(shape, jnp.dtype(cfg.dtype))
+        return [KVCache(zeros, zeros) for _ in self.layers]
+
+    def extend(
+        self, tokens: jax.Array, positions: jax.Array, caches: list[KVCache]
+    ) -> tuple[jax.Array, list[KVCache]]:
+        """Run tokens [b, s] at positions [b, s] against the caches; logits [b, s, v].
+
+        Each row's keys and values are written at its own positions, and each token
+        attends to the cached positions at or before its own, so a prompt (s tokens
+        from position 0) and then one token at a time give the logits of `__call__`.
+        """
+        cfg = self.cfg
+        cache_len = caches[0].k.shape[1]
+        if cache_len > cfg.max_seq_len:
+            raise ValueError(
+                f"cache length {cache_len} exceeds DecoderConfig.max_seq_len={cfg.max_seq_len}"
+            )
+        mask = cache_mask(positions, cache_len, None)
+        local = cache_mask(positions, cache_len, cfg.sliding_window)
+        x, rope = self._inputs(tokens, positions)
+        updated = []
+        for layer, cache in zip(self.layers, caches, strict=True):
+            x, cache = layer.cached(x, rope, local if layer.sliding else mask, cache, positions)
+            updated.append(cache)
+        return self._logits(x), updated
+
+    def _inputs(self, tokens: jax.Array, positions: jax.Array) -> tuple[jax.Array, Rope]:
+        """Embeddings [b, s, d] of tokens [b, s], and the rotary angles of positions."""
+        cfg = self.cfg
+        x = self.embed(tokens)  # [b, s, d]
+        if cfg.embed_scale:
+            x = x * jnp.asarray(math.sqrt(cfg.dim), x.dtype)  # HF rounds sqrt(d) to this dtype
+        if self.pos_embed is not None:
+            return x + self.pos_embed(positions), None
+        return x, rope_angles(positions, rope_inv_freq(cfg))
+
+    def _logits(self, x: jax.Array) -> jax.Array:
+        """Final norm and output head: x [b, s, d] -> float32 logits [b, s, v]."""
+        cfg = self.cfg
         x = self.final_norm(x)
         logits = self.embed.attend(x) if self.lm_head is None else self.lm_head(x)
         logits = logits.astype(jnp.float32)  # [b, s, v]

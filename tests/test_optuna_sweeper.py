@@ -204,7 +204,7 @@ def test_only_trials_without_a_recent_heartbeat_are_marked_failed(tmp_path: Path
     alive = study.ask({"x": FloatDistribution(0, 1)})  # another search still runs it
     for trial in (dead, alive):
         storage.record_heartbeat(trial._trial_id)
-    time.sleep(2.5)  # past the grace period of two intervals
+    time.sleep(3.5)  # past the grace period of two intervals (SQLite times are whole seconds)
     storage.record_heartbeat(alive._trial_id)
     _fail_stale(study)
     states = [t.state for t in study.trials]
@@ -274,6 +274,7 @@ def test_killed_search_continues_in_the_same_study(tmp_path: Path) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     assert _complete(tmp_path / "optuna.db") < 3
+    time.sleep(3)  # past the grace period (two 1 s heartbeats): its trial is now stale
 
     _run(cmd, log)  # the same command again
 

@@ -166,6 +166,9 @@ class _Search:
 
     def _ask(self, study: optuna.Study) -> Trial:
         trial = study.ask({name: p.distribution for name, p in self.space.items()})
+        # optuna never counts a trial without any heartbeat as stale: beat at once, so a
+        # search killed before its jobs start leaves trials the next search can fail
+        _record_heartbeat(self.optuna_storage, trial)
         sampled = [p.override(trial.params[name]) for name, p in self.space.items()]
         self.job_overrides[trial.number] = [*self.fixed, *sampled]
         trial.set_user_attr(OVERRIDES_ATTR, mask_config(self.job_overrides[trial.number]))
@@ -282,6 +285,12 @@ def _fail_stale(study: optuna.Study) -> None:
         log.warning("marked trials whose sweeper stopped (no heartbeat) as failed: %s", numbers)
 
 
+def _record_heartbeat(storage: optuna.storages.BaseStorage, trial: Trial) -> None:
+    if isinstance(storage, optuna.storages.RDBStorage):
+        # Optuna keys heartbeats by the storage's trial id, which Trial keeps as _trial_id.
+        storage.record_heartbeat(trial._trial_id)
+
+
 class _Heartbeat:
     """Context manager: records a heartbeat for `trials` every `every_s` seconds while
     their jobs run, so another search on the study sees them as alive."""
@@ -289,18 +298,16 @@ class _Heartbeat:
     def __init__(
         self, storage: optuna.storages.BaseStorage, trials: list[Trial], every_s: int
     ) -> None:
-        # Optuna keys heartbeats by the storage's trial id, which Trial keeps as _trial_id.
-        self.ids = [t._trial_id for t in trials]
+        self.trials = trials
         self.storage, self.every_s = storage, every_s
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._beat, name="optuna-heartbeat", daemon=True)
 
     def _beat(self) -> None:
         while True:
-            if isinstance(self.storage, optuna.storages.RDBStorage):
-                for trial_id in self.ids:
-                    with suppress(Exception):  # a missed beat is retried next interval
-                        self.storage.record_heartbeat(trial_id)
+            for trial in self.trials:
+                with suppress(Exception):  # a missed beat is retried next interval
+                    _record_heartbeat(self.storage, trial)
             if self.stop.wait(self.every_s):
                 return
 

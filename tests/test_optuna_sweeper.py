@@ -238,15 +238,24 @@ def _run(cmd: list[str], log: Path) -> None:
     assert proc.returncode == 0, log.read_text()[-4000:]
 
 
-def _complete(db: Path) -> int:
+def _trials_in(db: Path, state: str) -> int:
+    """Trials of the study file in `state`, read with sqlite3 while a search writes it."""
     if not db.exists():
         return 0
     with sqlite3.connect(db, timeout=5) as conn:
         try:
-            query = "SELECT count(*) FROM trials WHERE state = 'COMPLETE'"
-            return int(conn.execute(query).fetchone()[0])
+            query = "SELECT count(*) FROM trials WHERE state = ?"
+            return int(conn.execute(query, (state,)).fetchone()[0])
         except sqlite3.OperationalError:  # tables not created yet
             return 0
+
+
+def _complete(db: Path) -> int:
+    return _trials_in(db, "COMPLETE")
+
+
+def _running(db: Path) -> int:
+    return _trials_in(db, "RUNNING")
 
 
 def _load(tmp_path: Path) -> optuna.Study:
@@ -363,14 +372,3 @@ def test_two_searches_on_one_study_leave_each_others_trials_running(tmp_path: Pa
     study = optuna.load_study(study_name="shared", storage=storage)
     assert not study.get_trials(states=(TrialState.FAIL, TrialState.RUNNING))
     assert len(study.get_trials(states=(TrialState.COMPLETE,))) >= 2
-
-
-def _running(db: Path) -> int:
-    if not db.exists():
-        return 0
-    with sqlite3.connect(db, timeout=5) as conn:
-        try:
-            query = "SELECT count(*) FROM trials WHERE state = 'RUNNING'"
-            return int(conn.execute(query).fetchone()[0])
-        except sqlite3.OperationalError:  # tables not created yet
-            return 0

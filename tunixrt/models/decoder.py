@@ -5,8 +5,9 @@ The defaults are the Llama layout (RMSNorm, RoPE, SwiGLU, no biases). The switch
 names the family that needs it. `tunixrt.models.hf` maps Hugging Face configs and
 tensors onto this layout.
 
-Reads top-down: the config and its analytic size/cost, then the blocks (norm, rotary
-embedding, masks, attention, MLP, residual block), then the model.
+Reads top-down: the blocks (norm, attention with its KV cache, MLP, residual block),
+then the model. The config and its analytic size/cost live in `decoder_config.py`,
+rotary embeddings and attention masks in `positions.py`; both are re-exported here.
 
 Shape letters in comments: b batch, s / q / k sequence (query / key), d model width,
 h query heads, g kv heads, e head width, f MLP hidden width, v vocabulary.
@@ -14,8 +15,6 @@ h query heads, g kv heads, e head width, f MLP hidden width, v vocabulary.
 
 from __future__ import annotations
 
-import dataclasses
-import enum
 import functools
 import math
 from collections.abc import Callable
@@ -25,172 +24,38 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from tunixrt.config import Activation, NormKind, PositionKind, RopeScaling
+from tunixrt.config import Activation, NormKind, PositionKind
+from tunixrt.models.decoder_config import DecoderConfig, flops_per_token, num_params
+from tunixrt.models.positions import (
+    Rope,
+    apply_rope,
+    attention_mask,
+    cache_mask,
+    rope_angles,
+    rope_inv_freq,
+    window_band,
+)
 
-_DTYPES = ("float32", "bfloat16")
+__all__ = [
+    "Decoder",
+    "DecoderConfig",
+    "KVCache",
+    "apply_rope",
+    "flops_per_token",
+    "num_params",
+    "rope_angles",
+    "rope_inv_freq",
+]
+
 _ACTIVATIONS: dict[Activation, Callable[[jax.Array], jax.Array]] = {
     Activation.silu: jax.nn.silu,
     Activation.gelu: functools.partial(jax.nn.gelu, approximate=False),
     Activation.gelu_tanh: functools.partial(jax.nn.gelu, approximate=True),
 }
-# Fields holding a choice, turned into their enum when a DecoderConfig is built.
-_CHOICES: dict[str, type[enum.StrEnum]] = {
-    "norm": NormKind,
-    "activation": Activation,
-    "position": PositionKind,
-    "rope_scaling": RopeScaling,
-}
 
 # Added to masked attention scores. Finite, so a row whose keys are all masked stays
 # finite instead of producing NaN; far enough below any real score that exp() is 0.
 _MASK_VALUE = -1e30
-
-
-# ---------------------------------------------------------------------------- config
-
-
-@dataclasses.dataclass(frozen=True)
-class DecoderConfig:
-    vocab_size: int
-    dim: int
-    n_layers: int
-    n_heads: int
-    n_kv_heads: int
-    ffn_dim: int  # MLP hidden width
-    max_seq_len: int  # longest accepted input; rows of the learned position table
-    rope_theta: float = 10000.0
-    norm_eps: float = 1e-5
-    tie_embeddings: bool = False
-    dtype: str = "float32"  # compute dtype of activations
-    param_dtype: str = "float32"  # storage dtype of parameters
-    init_std: float = 0.02
-    remat: bool = False  # recompute each block's activations in the backward pass
-
-    # Family switches. The defaults give the Llama layout.
-    family: str = "llama"  # Hugging Face model_type the weights export as
-    explicit_head_dim: int | None = None  # head width when it is not dim / n_heads (Gemma, Qwen3)
-    norm: NormKind = NormKind.rms  # or layer: LayerNorm with a bias (GPT-2)
-    norm_offset: float = 0.0  # applied scale = offset + weight (Gemma: 1, weights stored as w - 1)
-    sandwich_norm: bool = False  # also normalise attn and MLP outputs before the residual (Gemma 2)
-    qk_norm: bool = False  # RMSNorm over each head of q and k before RoPE (Qwen3)
-    activation: Activation = Activation.silu
-    gated_mlp: bool = True  # down(act(gate(x)) * up(x)); False: down(act(up(x))) (GPT-2)
-    qkv_bias: bool = False  # biases on q, k, v projections (Qwen2, GPT-2)
-    out_bias: bool = False  # bias on the attention output projection (GPT-2)
-    mlp_bias: bool = False  # biases on the MLP projections (GPT-2)
-    position: PositionKind = PositionKind.rope  # or learned absolute positions (GPT-2)
-    rope_scaling: RopeScaling = RopeScaling.none
-    rope_factor: float = 1.0  # frequencies divided by this (linear; llama3's low band)
-    rope_low_freq_factor: float = 1.0  # llama3: wavelengths above original / this are scaled
-    rope_high_freq_factor: float = 4.0  # llama3: wavelengths below original / this are kept
-    rope_original_max_len: int = 8192  # llama3: pretraining context length
-    embed_scale: bool = False  # multiply input embeddings by sqrt(dim) (Gemma)
-    query_scale: float | None = None  # scores / sqrt(this) instead of sqrt(head_dim) (Gemma 2)
-    attn_softcap: float | None = None  # scores -> cap * tanh(scores / cap) (Gemma 2)
-    final_softcap: float | None = None  # same on the output logits (Gemma 2)
-    sliding_window: int | None = None  # a query sees keys less than this many tokens back
-    sliding_layers: tuple[int, ...] | None = None  # layers using the window; None: all
-
-    def __post_init__(self) -> None:
-        for name, choice in _CHOICES.items():
-            value = getattr(self, name)
-            allowed = tuple(c.value for c in choice)
-            _require(value in allowed, f"{name}={value!r} is not one of {allowed}")
-            object.__setattr__(self, name, choice(value))
-        if self.sliding_layers is not None:
-            # Frozen and hashable (the config is static in jit), even when built from JSON lists.
-            object.__setattr__(self, "sliding_layers", tuple(self.sliding_layers))
-        sizes = ("vocab_size", "dim", "n_layers", "n_heads", "n_kv_heads", "ffn_dim", "max_seq_len")
-        for name in sizes:
-            _require(getattr(self, name) > 0, f"{name} must be positive, got {getattr(self, name)}")
-        if self.explicit_head_dim is None:
-            _require(
-                self.dim % self.n_heads == 0,
-                f"dim={self.dim} is not divisible by n_heads={self.n_heads}",
-            )
-        else:
-            _require(self.explicit_head_dim > 0, "explicit_head_dim must be positive")
-        _require(
-            self.n_heads % self.n_kv_heads == 0,
-            f"n_heads={self.n_heads} is not divisible by n_kv_heads={self.n_kv_heads}",
-        )
-        if self.position == "rope":
-            _require(
-                self.head_dim % 2 == 0,
-                f"head_dim={self.head_dim} must be even for rotary embeddings",
-            )
-        for name in ("dtype", "param_dtype"):
-            value = getattr(self, name)
-            _require(value in _DTYPES, f"{name}={value!r} is not one of {_DTYPES}")
-        for name in ("query_scale", "attn_softcap", "final_softcap", "sliding_window"):
-            value = getattr(self, name)
-            _require(value is None or value > 0, f"{name} must be positive or None, got {value}")
-        _require(self.rope_factor > 0, f"rope_factor must be positive, got {self.rope_factor}")
-        if self.rope_scaling is RopeScaling.llama3:
-            _require(
-                self.rope_high_freq_factor > self.rope_low_freq_factor,
-                "rope_high_freq_factor must exceed rope_low_freq_factor",
-            )
-        bad = [i for i in self.sliding_layers or () if not 0 <= i < self.n_layers]
-        _require(not bad, f"sliding_layers {bad} are not layers of a {self.n_layers}-layer model")
-
-    @property
-    def head_dim(self) -> int:
-        return self.explicit_head_dim or self.dim // self.n_heads
-
-    def is_sliding(self, layer: int) -> bool:
-        """Whether `layer` attends within the sliding window."""
-        if self.sliding_window is None:
-            return False
-        return self.sliding_layers is None or layer in self.sliding_layers
-
-
-def _require(ok: bool, message: str) -> None:
-    if not ok:
-        raise ValueError(f"DecoderConfig: {message}")
-
-
-def _layer_matmul_params(cfg: DecoderConfig) -> int:
-    """Weights of one block's projections (q, k, v, o, and gate, up, down)."""
-    q_and_o = 2 * cfg.dim * cfg.n_heads * cfg.head_dim
-    k_and_v = 2 * cfg.dim * cfg.n_kv_heads * cfg.head_dim
-    mlp = (3 if cfg.gated_mlp else 2) * cfg.dim * cfg.ffn_dim
-    return q_and_o + k_and_v + mlp
-
-
-def _layer_vector_params(cfg: DecoderConfig) -> int:
-    """Biases and norm weights of one block."""
-    norm = cfg.dim * (2 if cfg.norm is NormKind.layer else 1)
-    n_norms = 4 if cfg.sandwich_norm else 2
-    qk_norms = 2 * cfg.head_dim if cfg.qk_norm else 0
-    qkv_bias = (cfg.n_heads + 2 * cfg.n_kv_heads) * cfg.head_dim if cfg.qkv_bias else 0
-    out_bias = cfg.dim if cfg.out_bias else 0
-    mlp_bias = (2 if cfg.gated_mlp else 1) * cfg.ffn_dim + cfg.dim if cfg.mlp_bias else 0
-    return n_norms * norm + qk_norms + qkv_bias + out_bias + mlp_bias
-
-
-def num_params(cfg: DecoderConfig) -> int:
-    """Exact number of parameters `Decoder(cfg)` holds."""
-    per_layer = _layer_matmul_params(cfg) + _layer_vector_params(cfg)
-    embed = cfg.vocab_size * cfg.dim
-    positions = cfg.max_seq_len * cfg.dim if cfg.position is PositionKind.learned else 0
-    final_norm = cfg.dim * (2 if cfg.norm is NormKind.layer else 1)
-    head = 0 if cfg.tie_embeddings else cfg.vocab_size * cfg.dim
-    return embed + positions + cfg.n_layers * per_layer + final_norm + head
-
-
-def flops_per_token(cfg: DecoderConfig, seq_len: int) -> int:
-    """Training FLOPs per token: forward + backward = 3 x forward (2 FLOPs per MAC).
-
-    6 * N counts every matmul weight once per token: the blocks' projections and the
-    output head (vocab x dim, counted even when tied, since the matmul still runs); the
-    embedding lookups, biases and norm scales do no matmul and are left out. The
-    attention term 12 * layers * heads * head_dim * seq_len covers q.k^T and p.v over
-    the full (unmasked, unwindowed) sequence, as in the PaLM paper's MFU estimate.
-    """
-    matmul_params = cfg.n_layers * _layer_matmul_params(cfg) + cfg.vocab_size * cfg.dim
-    attention = 12 * cfg.n_layers * cfg.n_heads * cfg.head_dim * seq_len
-    return 6 * matmul_params + attention
 
 
 # ---------------------------------------------------------------------------- blocks
@@ -254,92 +119,6 @@ class Norm(nnx.Module):
         if self.bias is not None:
             y = y + self.bias[...].astype(jnp.float32)
         return y.astype(x.dtype)
-
-
-def rope_inv_freq(cfg: DecoderConfig) -> jax.Array:
-    """Rotary frequencies [e/2] in radians per position, float32.
-
-    Frequency i is theta ** (-2i / head_dim). "linear" divides all of them by the
-    factor; "llama3" divides only long wavelengths (above original / low_freq_factor),
-    keeps short ones (below original / high_freq_factor) and blends in between.
-    """
-    exponents = jnp.arange(0, cfg.head_dim, 2, dtype=jnp.float32) / cfg.head_dim  # [e/2]
-    inv_freq = cfg.rope_theta**-exponents
-    if cfg.rope_scaling is RopeScaling.linear:
-        return inv_freq / cfg.rope_factor
-    if cfg.rope_scaling is RopeScaling.llama3:
-        factor, low, high = cfg.rope_factor, cfg.rope_low_freq_factor, cfg.rope_high_freq_factor
-        original = cfg.rope_original_max_len
-        wavelen = 2 * math.pi / inv_freq  # tokens per turn
-        scaled = jnp.where(wavelen > original / low, inv_freq / factor, inv_freq)
-        smooth = (original / wavelen - low) / (high - low)  # 0 at the long end, 1 at the short
-        blended = (1 - smooth) * scaled / factor + smooth * scaled
-        middle = (wavelen >= original / high) & (wavelen <= original / low)
-        return jnp.where(middle, blended, scaled)
-    return inv_freq
-
-
-def rope_angles(positions: jax.Array, inv_freq: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """cos and sin [b, s, e] for integer positions [b, s], in float32.
-
-    Both halves of the head use the same frequencies, matching `_rotate_half`.
-    """
-    angles = positions.astype(jnp.float32)[..., None] * inv_freq  # [b, s, e/2]
-    angles = jnp.concatenate([angles, angles], axis=-1)  # [b, s, e]
-    return jnp.cos(angles), jnp.sin(angles)
-
-
-def _rotate_half(x: jax.Array) -> jax.Array:
-    x1, x2 = jnp.split(x, 2, axis=-1)
-    return jnp.concatenate([-x2, x1], axis=-1)
-
-
-def apply_rope(x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
-    """Rotate x [b, s, heads, e] by angles cos, sin [b, s, e] (Llama / HF half layout)."""
-    cos, sin = cos[:, :, None, :], sin[:, :, None, :]  # broadcast over heads
-    x32 = x.astype(jnp.float32)
-    return (x32 * cos + _rotate_half(x32) * sin).astype(x.dtype)
-
-
-def attention_mask(segment_ids: jax.Array | None, seq_len: int) -> jax.Array:
-    """Boolean [b or 1, 1, q, k]: causal, and within the same segment when packed.
-
-    The diagonal is always allowed, so no query row is fully masked (padding, segment 0,
-    attends to earlier padding and stays finite).
-    """
-    idx = jnp.arange(seq_len)
-    mask = (idx[:, None] >= idx[None, :])[None, None]  # [1, 1, q, k]
-    if segment_ids is not None:
-        same = segment_ids[:, :, None] == segment_ids[:, None, :]  # [b, q, k]
-        mask = mask & same[:, None]
-    return mask
-
-
-def window_band(seq_len: int, window: int) -> jax.Array:
-    """Boolean [1, 1, q, k]: key fewer than `window` tokens before the query (as HF).
-
-    Within one packed segment, index distance equals position distance.
-    """
-    idx = jnp.arange(seq_len)
-    return (idx[:, None] - idx[None, :] < window)[None, None]
-
-
-def cache_mask(positions: jax.Array, cache_len: int, window: int | None) -> jax.Array:
-    """Boolean [b, 1, s, t] over cache slots: a query sees slots at or before its position.
-
-    Slot j of a row holds the key at position j, so this is `attention_mask` (and,
-    with a window, `window_band`) in positions rather than indices. Slots past a row's
-    position hold padding or nothing yet and stay masked.
-    """
-    slots = jnp.arange(cache_len)[None, None, None, :]  # [1, 1, 1, t]
-    query = positions[:, None, :, None]  # [b, 1, s, 1]
-    mask = slots <= query
-    if window is not None:
-        mask = mask & (query - slots < window)
-    return mask
-
-
-Rope = tuple[jax.Array, jax.Array] | None  # cos, sin [b, s, e]; None for learned positions
 
 
 class KVCache(NamedTuple):

@@ -106,6 +106,11 @@ class DatasetConfig:
     tokenizer: str | None = None
     loss_on_prompt: bool = False  # True: prompt tokens count in the loss too
     pack: bool = True  # pack several examples per row (attention stays per example)
+    # Train and hold out only traces of these task families (meta.family); null: all
+    families: list[str] | None = None
+    # The eval set (JSONL with expected answers) that goes with this dataset: eval.path's
+    # default; null: no answer evaluation unless eval.path is given
+    eval_path: str | None = None
 
     def __post_init__(self) -> None:
         _require(
@@ -308,16 +313,56 @@ class TrainerConfig:
         )
 
 
-# Metrics known at save time: evaluation runs before the save of the same step.
-BEST_METRICS = (None, "eval/loss")
+@dataclass
+class EvalConfig:
+    """Answer evaluation: generate for the items of an eval set and score the answers
+    (tunixrt.evaluation), during training and in `tunixrt eval`."""
+
+    path: str | None = None  # eval JSONL (or traces); null: dataset.eval_path
+    every: int | None = None  # steps between evaluations; null: trainer.eval_every
+    max_examples: int = 64  # the first N items (after `categories`); 0: no evaluation
+    categories: list[str] | None = None  # only these categories; null: dataset.families
+    max_new_tokens: int = 256
+    temperature: float = 0.0  # 0: greedy
+    top_k: int | None = None
+    top_p: float | None = None
+    seed: int = 0  # sampling seed (temperature > 0)
+    batch_size: int = 32  # prompts generated together
+    stop: list[str] = field(default_factory=list)  # cut the text at the first of these
+    samples: int = 4  # items shown in TensorBoard's sample table
+
+    def __post_init__(self) -> None:
+        _require(self.every is None or self.every >= 0, "eval.every", self.every, "an integer >= 0")
+        _require(self.max_examples >= 0, "eval.max_examples", self.max_examples, "an integer >= 0")
+        for key in ("max_new_tokens", "batch_size"):
+            value = getattr(self, key)
+            _require(value > 0, f"eval.{key}", value, "a positive integer")
+        _require(self.temperature >= 0, "eval.temperature", self.temperature, "a number >= 0")
+        _require(
+            self.top_k is None or self.top_k > 0, "eval.top_k", self.top_k, "a positive integer"
+        )
+        _require(
+            self.top_p is None or 0.0 < self.top_p <= 1.0,
+            "eval.top_p",
+            self.top_p,
+            "a number in (0, 1] or null",
+        )
+        _require(self.samples >= 0, "eval.samples", self.samples, "an integer >= 0")
+
+
+# Metrics known at save time, with the direction that is better: evaluation runs before
+# the save of the same step.
+METRIC_MODES = {"eval/loss": "min", "eval/accuracy": "max", "train/loss": "min"}
+BEST_METRICS = (None, "eval/loss", "eval/accuracy")
 
 
 @dataclass
 class CheckpointConfig:
     every_steps: int = 100  # 0 saves only at the end
     keep: int = 3  # the newest checkpoints kept
-    keep_best_metric: str | None = None  # e.g. eval/loss: also keep the best checkpoint by it
-    best_mode: BestMode = BestMode.min
+    # eval/loss or eval/accuracy: also keep the best checkpoint by it
+    keep_best_metric: str | None = None
+    best_mode: BestMode | None = None  # null: the metric's own (loss min, accuracy max)
 
     def __post_init__(self) -> None:
         _require(
@@ -330,6 +375,13 @@ class CheckpointConfig:
             self.keep_best_metric,
             f"one of {list(BEST_METRICS)}",
         )
+
+    @property
+    def mode(self) -> str:
+        """min or max: which value of keep_best_metric is best."""
+        if self.best_mode is not None:
+            return self.best_mode.value
+        return METRIC_MODES.get(self.keep_best_metric or "eval/loss", "min")
 
 
 @dataclass
@@ -346,7 +398,7 @@ class RunConfig:
 
 
 # Metrics a run reports at its end, e.g. to a sweeper (`optimized_metric`).
-FINAL_METRICS = ("eval/loss", "train/loss")
+FINAL_METRICS = ("eval/loss", "train/loss", "eval/accuracy")
 
 
 @dataclass
@@ -359,6 +411,7 @@ class TrainConfig:
     device: DeviceConfig = field(default_factory=DeviceConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
     registry: RegistryConfig = field(default_factory=RegistryConfig)
     run: RunConfig = field(default_factory=RunConfig)
 

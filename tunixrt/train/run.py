@@ -113,7 +113,7 @@ def _checkpointer(cfg: TrainConfig, folder: Path) -> Checkpointer:
         every_steps=ck.every_steps,
         keep=ck.keep,
         best_metric=ck.keep_best_metric,
-        best_mode=ck.best_mode.value,
+        best_mode=ck.mode,
     )
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from tests.helpers import registry_workers
-from tunixrt.registry import Registry, get_run, list_runs
+from tunixrt.registry import Registry, get_run, head_revision, list_runs
 from tunixrt.registry.migrate import VERSION_TABLE
 from tunixrt.registry.models import Checkpoint, MetricLatest, MetricPoint, Run
 
@@ -45,7 +45,7 @@ def test_first_use_and_concurrent_writers(registry_url: str, tmp_path: Path) -> 
     assert all(p.exitcode == 0 for p in procs)
 
     with Registry.open(registry_url) as reg, reg.session() as s:
-        assert s.scalars(select(VERSION_TABLE.c.version_num)).all() == ["0001"]
+        assert s.scalars(select(VERSION_TABLE.c.version_num)).all() == [head_revision()]
         assert s.scalar(select(func.count()).select_from(Run)) == WORKERS
         points = s.scalar(select(func.count()).select_from(MetricPoint))
         assert points == WORKERS * STEPS * METRICS

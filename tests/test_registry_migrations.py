@@ -19,14 +19,24 @@ from tunixrt.registry import Registry, RegistryError, head_revision, migrate
 from tunixrt.registry.engine import make_engine
 from tunixrt.registry.models import Base
 
-TABLES = {"runs", "sweeps", "metric_history", "metric_latest", "checkpoints", "tags"}
+TABLES = {
+    "runs",
+    "sweeps",
+    "metric_history",
+    "metric_latest",
+    "checkpoints",
+    "tags",
+    "evaluations",
+    "predictions",
+}
 
-SECOND_REVISION = """
+# A revision after the code's head, as a newer tunixrt would ship; format with head=.
+NEXT_REVISION = """
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002"
-down_revision = "0001"
+revision = "next"
+down_revision = "{head}"
 branch_labels = None
 depends_on = None
 
@@ -63,22 +73,22 @@ def test_downgrade_base_then_reopen(registry_url: str) -> None:
 def test_database_behind_or_ahead_of_the_code(
     registry_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    Registry.open(registry_url).close()  # at 0001
+    Registry.open(registry_url).close()  # at head
     newer = tmp_path / "migrations"
     shutil.copytree(migrate.migrations_dir(), newer, ignore=shutil.ignore_patterns("__pycache__"))
-    (newer / "versions" / "0002_extra.py").write_text(SECOND_REVISION)
+    (newer / "versions" / "next_extra.py").write_text(NEXT_REVISION.format(head=head_revision()))
 
-    monkeypatch.setattr(migrate, "migrations_dir", lambda: newer)  # code at 0002
+    monkeypatch.setattr(migrate, "migrations_dir", lambda: newer)  # code at "next"
     with pytest.raises(RegistryError, match=r"behind .*run `tunixrt db upgrade"):
         Registry.open(registry_url)
     engine = make_engine(registry_url)
     try:
-        assert migrate.upgrade(engine) == "0002"
+        assert migrate.upgrade(engine) == "next"
     finally:
         engine.dispose()
     Registry.open(registry_url).close()
 
-    monkeypatch.undo()  # code back at 0001, database at 0002
+    monkeypatch.undo()  # code back at head, database at "next"
     with pytest.raises(RegistryError, match="does not know"):
         Registry.open(registry_url)
 

@@ -1,4 +1,5 @@
-"""The run registry: every run, sweep, metric and checkpoint in a SQL database.
+"""The run registry: every run, sweep, metric, checkpoint and evaluation in a SQL
+database.
 
 SQLite in the outputs folder by default (`outputs/registry.db`); any SQLAlchemy URL
 works (PostgreSQL through `postgresql+psycopg://` for a registry shared by a team).
@@ -18,6 +19,12 @@ Tables:
   metric_latest   (run, metric) -> the last step, value and time written.
   checkpoints     (run, step) -> path, metrics at save time, time.
   tags            (run, key) -> value.
+  evaluations     one row per evaluation of a folder (a checkpoint, or a Hugging Face
+                  model with no run): the run and step when known, the folder, the eval
+                  file's path and sha256, scorer and version, generation settings,
+                  items, correct, accuracy, aggregates, seconds, new tokens, time.
+  predictions     (evaluation, item id) -> position, labels, prompt, generated and
+                  extracted answer, expected answer, correct, new tokens.
 
 Statuses: running, completed, failed (with the error), preempted (stopped by a signal,
 resumable) and lost. A run is lost when its status is running and its heartbeat is
@@ -36,6 +43,7 @@ Use:
     recorder.start_keepalive()            # heartbeats during compiles and evaluations
     writer = RegistryWriter(recorder)     # a MetricWriter: write_scalars -> metrics
     recorder.checkpoint(step, path, metrics)
+    recorder.evaluation(report, checkpoint_folder)  # an EvalReport, with its predictions
     recorder.finish("completed")          # or "failed", error=...; or "preempted";
                                           # False: not all recorded (see .dropped)
 """
@@ -48,12 +56,17 @@ from tunixrt.registry.models import RunStatus, SweepStatus
 from tunixrt.registry.queries import (
     CheckpointRecord,
     Comparison,
+    EvaluationDetails,
+    EvaluationSummary,
     RunDetails,
     RunSummary,
     compare_runs,
     create_sweep,
     finish_sweep,
+    get_evaluation,
     get_run,
+    latest_evaluation,
+    list_evaluations,
     list_runs,
     mark_lost,
     tag_run,
@@ -77,6 +90,8 @@ __all__ = [
     "LOST_AFTER_S",
     "CheckpointRecord",
     "Comparison",
+    "EvaluationDetails",
+    "EvaluationSummary",
     "Registry",
     "RegistryError",
     "RegistryWriter",
@@ -91,10 +106,13 @@ __all__ = [
     "create_sweep",
     "default_url",
     "finish_sweep",
+    "get_evaluation",
     "get_run",
     "git_state",
     "head_revision",
     "json_safe",
+    "latest_evaluation",
+    "list_evaluations",
     "list_runs",
     "mark_lost",
     "mask_config",

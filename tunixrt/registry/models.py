@@ -219,3 +219,54 @@ class Tag(Base):
     run_id: Mapped[str] = _run_fk()
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
+
+
+class Evaluation(Base):
+    """One evaluation of a model folder on an eval set: its scores, and how they were
+    made (file, scorer, generation settings), so two rows are comparable only when
+    those agree. `run_id` is null for a folder no registered run wrote (a Hugging Face
+    model)."""
+
+    __tablename__ = "evaluations"
+    # Leading with run_id, it serves lookups by run and the cascade from runs, and
+    # "latest evaluation of a run" reads one index entry.
+    __table_args__ = (Index(None, "run_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # uuid4 hex
+    run_id: Mapped[str | None] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    step: Mapped[int | None] = mapped_column(Integer)  # the checkpoint's, when known
+    target: Mapped[str] = mapped_column(Text)  # absolute folder evaluated
+    eval_path: Mapped[str] = mapped_column(Text)
+    eval_sha256: Mapped[str] = mapped_column(String(64))
+    scorer: Mapped[str] = mapped_column(String(64))
+    scorer_version: Mapped[str] = mapped_column(String(16))
+    generation: Mapped[Any] = mapped_column(Json)  # GenerationSettings.to_dict()
+    items: Mapped[int] = mapped_column(Integer)
+    correct: Mapped[int] = mapped_column(Integer)
+    accuracy: Mapped[float] = mapped_column(Double)
+    aggregates: Mapped[Any] = mapped_column(Json)  # overall and per category/section/difficulty
+    seconds: Mapped[float] = mapped_column(Double)  # generation and scoring, wall clock
+    new_tokens: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class EvalPrediction(Base):
+    """One item of an evaluation: what was generated, the answer extracted from it and
+    whether it matched."""
+
+    __tablename__ = "predictions"
+
+    evaluation_id: Mapped[str] = mapped_column(
+        ForeignKey("evaluations.id", ondelete="CASCADE"), primary_key=True
+    )
+    item_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer)  # in the evaluation, from 0: file order
+    category: Mapped[str | None] = mapped_column(String(255))
+    section: Mapped[str | None] = mapped_column(String(255))
+    difficulty: Mapped[str | None] = mapped_column(String(255))
+    prompt: Mapped[str] = mapped_column(Text)
+    generated: Mapped[str] = mapped_column(Text)
+    extracted: Mapped[str] = mapped_column(Text)
+    expected: Mapped[str] = mapped_column(Text)
+    correct: Mapped[bool] = mapped_column(Boolean)
+    new_tokens: Mapped[int] = mapped_column(Integer)

@@ -1,4 +1,4 @@
-"""Reading the registry (what `tunixrt runs` shows), tags and sweeps.
+"""Reading the registry (what `tunixrt runs` shows), evaluations, tags and sweeps.
 
 The lost rule: a run whose status is `running` and whose heartbeat is older than the
 registry's `lost_after_s` (120 s by default) is lost. Every listing first stores that
@@ -24,9 +24,12 @@ from sqlalchemy.orm import Session
 
 from tunixrt.dotted import flatten
 from tunixrt.registry.errors import RegistryError, describe
+from tunixrt.registry.evaluations import prediction_dict
 from tunixrt.registry.info import json_safe
 from tunixrt.registry.models import (
     Checkpoint,
+    EvalPrediction,
+    Evaluation,
     MetricLatest,
     Run,
     RunStatus,
@@ -102,6 +105,36 @@ class Comparison:
         }
 
 
+@dataclass(frozen=True)
+class EvaluationSummary:
+    """An evaluation's scores and what made them (see models.Evaluation)."""
+
+    id: str
+    run_id: str | None
+    step: int | None
+    target: str
+    eval_path: str
+    eval_sha256: str
+    scorer: str
+    scorer_version: str
+    generation: dict[str, Any]
+    items: int
+    correct: int
+    accuracy: float
+    aggregates: dict[str, Any]
+    seconds: float
+    new_tokens: int
+    created_at: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: _jsonable(v) for k, v in asdict(self).items()}
+
+
+@dataclass(frozen=True)
+class EvaluationDetails(EvaluationSummary):
+    predictions: tuple[dict[str, Any], ...] = ()  # as Prediction.to_dict(), in file order
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()
@@ -109,7 +142,7 @@ def _jsonable(value: Any) -> Any:
         return None
     if isinstance(value, dict):
         return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list):
+    if isinstance(value, list | tuple):
         return [_jsonable(v) for v in value]
     return value
 
@@ -201,19 +234,28 @@ def list_runs(
 
 def resolve_run_id(session: Session, id_or_prefix: str) -> str:
     """The full id of the one run whose id is or starts with `id_or_prefix`."""
+    return _resolve_id(session, Run, id_or_prefix, " (see `tunixrt runs list`)")
+
+
+def _resolve_id(
+    session: Session, model: type[Run | Evaluation], id_or_prefix: str, hint: str = ""
+) -> str:
+    """The full id of the one `model` row whose id is or starts with `id_or_prefix`."""
+    noun = model.__tablename__.removesuffix("s")
     key = id_or_prefix.strip().lower()
     if not key:
-        raise RegistryError("empty run id")
-    if session.get(Run, key) is not None:
+        raise RegistryError(f"empty {noun} id")
+    if session.get(model, key) is not None:
         return key
-    query = select(Run.id).where(Run.id.startswith(key, autoescape=True)).limit(6)
+    query = select(model.id).where(model.id.startswith(key, autoescape=True)).limit(6)
     matches = list(session.scalars(query))
     if not matches:
-        raise RegistryError(f"no run with id {id_or_prefix!r} (see `tunixrt runs list`)")
+        raise RegistryError(f"no {noun} with id {id_or_prefix!r}{hint}")
     if len(matches) > 1:
         shown = ", ".join(matches[:5]) + (", ..." if len(matches) > 5 else "")
         raise RegistryError(
-            f"run id prefix {id_or_prefix!r} is ambiguous: it matches {shown}; give more characters"
+            f"{noun} id prefix {id_or_prefix!r} is ambiguous: it matches {shown}; give more "
+            "characters"
         )
     return matches[0]
 
@@ -263,6 +305,57 @@ def compare_runs(registry: Registry, ids: Sequence[str]) -> Comparison:
         RunSummary(**{k: getattr(d, k) for k in RunSummary.__dataclass_fields__}) for d in details
     ]
     return Comparison(runs=summaries, config=config, metrics=metrics)
+
+
+# -- evaluations ------------------------------------------------------------------------
+
+
+def _evaluation_summary(row: Evaluation) -> EvaluationSummary:
+    fields = EvaluationSummary.__dataclass_fields__
+    return EvaluationSummary(**{name: getattr(row, name) for name in fields})
+
+
+def _evaluation_details(session: Session, row: Evaluation) -> EvaluationDetails:
+    query = (
+        select(EvalPrediction)
+        .where(EvalPrediction.evaluation_id == row.id)
+        .order_by(EvalPrediction.position)
+    )
+    predictions = tuple(prediction_dict(p) for p in session.scalars(query))
+    return EvaluationDetails(**vars(_evaluation_summary(row)), predictions=predictions)
+
+
+def get_evaluation(registry: Registry, id_or_prefix: str) -> EvaluationDetails:
+    """The evaluation whose id is or starts with `id_or_prefix`, with its predictions."""
+    with registry.failures_as("reading an evaluation"), registry.session(read_only=True) as session:
+        row = session.get_one(Evaluation, _resolve_id(session, Evaluation, id_or_prefix))
+        return _evaluation_details(session, row)
+
+
+def latest_evaluation(registry: Registry, run_id: str) -> EvaluationDetails | None:
+    """The evaluation of run `run_id` (an id or its prefix) recorded last, with its
+    predictions; None when the run has none."""
+    with registry.failures_as("reading an evaluation"), registry.session(read_only=True) as session:
+        query = (
+            select(Evaluation)
+            .where(Evaluation.run_id == resolve_run_id(session, run_id))
+            .order_by(Evaluation.created_at.desc(), Evaluation.id.desc())
+            .limit(1)
+        )
+        row = session.scalars(query).first()
+        return None if row is None else _evaluation_details(session, row)
+
+
+def list_evaluations(
+    registry: Registry, run_id: str | None = None, *, limit: int | None = None
+) -> list[EvaluationSummary]:
+    """Evaluations newest first, of run `run_id` (an id or its prefix) or of every
+    folder; without their predictions."""
+    query = select(Evaluation).order_by(Evaluation.created_at.desc(), Evaluation.id.desc())
+    with registry.failures_as("listing evaluations"), registry.session(read_only=True) as session:
+        if run_id is not None:
+            query = query.where(Evaluation.run_id == resolve_run_id(session, run_id))
+        return [_evaluation_summary(row) for row in session.scalars(query.limit(limit))]
 
 
 # -- tags and sweeps --------------------------------------------------------------------

@@ -2,18 +2,20 @@
 same as a `MetricWriter`.
 
 Training must neither stop nor wait because the registry did. The calls training
-makes (`log_metrics`, `checkpoint`, `heartbeat`) put their rows in an in-memory buffer
-and return; one writer thread per run does every database write, taking whatever is
-pending into one transaction when a write is due: metric points `write_every_s` after
-the previous write, checkpoints at once, a bare heartbeat every `heartbeat_every_s`
-(every `start_keepalive` interval while nothing else is written).
+makes (`log_metrics`, `checkpoint`, `evaluation`, `heartbeat`) put their rows in an
+in-memory buffer and return; one writer thread per run does every database write,
+taking whatever is pending into one transaction when a write is due: metric points
+`write_every_s` after the previous write, checkpoints and evaluations at once, a bare
+heartbeat every `heartbeat_every_s` (every `start_keepalive` interval while nothing
+else is written).
 
 A database that fails, or hangs until the engine's statement timeout (engine.py),
 costs the training thread nothing: the rows stay buffered, one warning is logged,
 writes are retried with a growing back-off, and an info line is logged once they go
 through again. Besides the batch being written, the buffer holds at most
 `max_pending` metric points; when full, the oldest points are dropped and counted
-(`dropped`, and a warning). Checkpoints and the run's status are never dropped.
+(`dropped`, and a warning). Checkpoints, evaluations and the run's status are never
+dropped.
 `finish` waits, up to a timeout, for the writer to write everything and the final
 status, and returns False unless it did with nothing dropped. No database failure
 raises from here.
@@ -31,7 +33,8 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from itertools import islice
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -44,11 +47,14 @@ from sqlalchemy.exc import (
 )
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from tunixrt.registry.errors import describe
+from tunixrt.registry.errors import RegistryError, describe
+from tunixrt.registry.evaluations import EvaluationRows, evaluation_rows
 from tunixrt.registry.info import json_safe
 from tunixrt.registry.models import (
     FINAL_STATUSES,
     Checkpoint,
+    EvalPrediction,
+    Evaluation,
     MetricLatest,
     MetricPoint,
     Run,
@@ -57,6 +63,9 @@ from tunixrt.registry.models import (
     utcnow,
 )
 from tunixrt.registry.urls import mask_text
+
+if TYPE_CHECKING:
+    from tunixrt.evaluation.runner import EvalReport
 
 log = logging.getLogger(__name__)
 
@@ -96,11 +105,13 @@ class _Batch:
     points: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
     latest: dict[str, dict[str, Any]] = field(default_factory=dict)
     checkpoints: dict[int, dict[str, Any]] = field(default_factory=dict)
+    evaluations: dict[str, EvaluationRows] = field(default_factory=dict)  # by id
     serves: int = 0  # flush requests made before the writer took it
 
     @property
     def size(self) -> int:
-        return len(self.points) + len(self.checkpoints) + (1 if self.run else 0)
+        rows = len(self.points) + len(self.checkpoints) + len(self.evaluations)
+        return rows + (1 if self.run else 0)
 
     def add_point(self, row: dict[str, Any]) -> None:
         key = (row["name"], row["step"])
@@ -116,6 +127,7 @@ class _Batch:
             points=dict(self.points),
             latest={**self.latest, **newer.latest},
             checkpoints={**self.checkpoints, **newer.checkpoints},
+            evaluations={**self.evaluations, **newer.evaluations},
         )
         for key, row in newer.points.items():
             merged.points.pop(key, None)
@@ -165,7 +177,7 @@ class RunRecorder:
         self._retry_at = 0.0
         self._dropped = 0  # metric points dropped from a full buffer, ever
         self._dropping = False  # points dropped since the last write that went through
-        self._rejected = 0  # writes the database refused, not retried
+        self._rejected = 0  # writes refused (by the database, or unstorable), not retried
         self._requested = 0  # flush and finish requests made
         self._served = 0  # requests whose batch the writer has tried
         self._last_ok = True  # how the last attempt went
@@ -210,6 +222,23 @@ class RunRecorder:
             self._touch(step)
             self._wake()
 
+    def evaluation(self, report: EvalReport, target: str | Path) -> str | None:
+        """Record `report`, an evaluation of `target` (the checkpoint folder evaluated),
+        with its predictions; the writer writes it at once, in one transaction. Returns
+        the evaluation's id, or None when the registry cannot hold the report (a
+        warning says why, and `finish` will return False)."""
+        try:
+            rows = evaluation_rows(report, run_id=self.id, target=target)
+        except RegistryError as err:
+            with self._cond:
+                self._rejected += 1
+            log.warning("registry %s: evaluation of %s not recorded: %s", self._url, target, err)
+            return None
+        with self._cond:
+            self._pending.evaluations[rows.id] = rows
+            self._wake()
+        return rows.id
+
     def finish(
         self,
         status: str,
@@ -253,8 +282,8 @@ class RunRecorder:
 
     @property
     def pending(self) -> int:
-        """Writes not yet in the database: metric points, checkpoints and one for the
-        run row, buffered or being written."""
+        """Writes not yet in the database: metric points, checkpoints, evaluations and
+        one for the run row, buffered or being written."""
         with self._cond:
             inflight = 0 if self._inflight is None else self._inflight.size
             return self._pending.size + inflight
@@ -384,7 +413,7 @@ class RunRecorder:
             return 0.0
         if self._failing:
             return self._retry_at - now
-        if self._pending.checkpoints:
+        if self._pending.checkpoints or self._pending.evaluations:
             return 0.0
         if self._pending.points:
             return self._last_write + self._write_every_s - now
@@ -410,6 +439,7 @@ class RunRecorder:
                 _upsert(conn, MetricPoint, list(batch.points.values()), ("run_id", "name", "step"))
                 _upsert(conn, MetricLatest, list(batch.latest.values()), ("run_id", "name"))
                 _upsert(conn, Checkpoint, list(batch.checkpoints.values()), ("run_id", "step"))
+                _write_evaluations(conn, list(batch.evaluations.values()))
         except Exception as err:  # the writer must outlive any error; _settle sorts them
             return err
         return None
@@ -470,6 +500,14 @@ class RunRecorder:
         self._rejected += batch.size
         message = "registry %s rejected the writes of run %s (%s); %d pending writes dropped"
         return [(logging.WARNING, message, (self._url, self.id, describe(err), batch.size))]
+
+
+def _write_evaluations(conn: Connection, evaluations: list[EvaluationRows]) -> None:
+    """Upserts, like every other row: a batch retried after a commit whose answer was
+    lost finds its rows there and writes them again."""
+    _upsert(conn, Evaluation, [e.evaluation for e in evaluations], ("id",))
+    rows = [row for e in evaluations for row in e.predictions]
+    _upsert(conn, EvalPrediction, rows, ("evaluation_id", "item_id"))
 
 
 class RegistryWriter:

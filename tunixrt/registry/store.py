@@ -9,18 +9,21 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, delete, select
+from sqlalchemy import Engine, delete, insert, select
 from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from tunixrt.registry.engine import READ_ONLY, STATEMENT_TIMEOUT_S, make_engine
 from tunixrt.registry.errors import RegistryError, describe
+from tunixrt.registry.evaluations import evaluation_rows
 from tunixrt.registry.info import RunInfo, config_hash, json_safe
 from tunixrt.registry.migrate import ensure_schema
 from tunixrt.registry.models import (
     Checkpoint,
+    EvalPrediction,
+    Evaluation,
     MetricLatest,
     MetricPoint,
     Run,
@@ -29,6 +32,9 @@ from tunixrt.registry.models import (
 )
 from tunixrt.registry.recorder import RunRecorder
 from tunixrt.registry.urls import mask_config, mask_url, sqlite_path
+
+if TYPE_CHECKING:
+    from tunixrt.evaluation.runner import EvalReport
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +158,24 @@ class Registry:
             _discard_after(session, run_id, step)
             session.get_one(Run, run_id).last_step = step
 
+    def record_evaluation(
+        self, report: EvalReport, *, run_id: str | None, target: str | Path
+    ) -> str:
+        """Store `report`, the evaluation of the folder `target` (made absolute), with
+        one row per prediction, in one transaction; returns the evaluation's id.
+        `run_id` is the run that wrote `target`, None for a folder of no registered run
+        (a Hugging Face model). During training use `RunRecorder.evaluation`, which
+        never waits for the database."""
+        rows = evaluation_rows(report, run_id=run_id, target=target)
+        action = f"recording an evaluation of {rows.evaluation['target']}"
+        with self.failures_as(action), self.session() as session:
+            if run_id is not None and session.get(Run, run_id) is None:
+                raise RegistryError(f"no run with id {run_id!r}: give a run's full id")
+            session.execute(insert(Evaluation), [rows.evaluation])
+            if rows.predictions:
+                session.execute(insert(EvalPrediction), rows.predictions)
+        return rows.id
+
     def _upsert_run(self, info: RunInfo) -> str:
         run_dir = os.path.abspath(info.run_dir)
         config = json_safe(mask_config(dict(info.config)))
@@ -191,12 +215,14 @@ class Registry:
 
 
 def _discard_after(session: Session, run_id: str, step: int) -> None:
-    """Forget what run `run_id` recorded after `step`; latest values fall back to the
-    last point at or before it."""
+    """Forget what run `run_id` recorded after `step` (metric points, checkpoints,
+    evaluations); latest values fall back to the last point at or before it."""
     session.execute(
         delete(MetricPoint).where(MetricPoint.run_id == run_id, MetricPoint.step > step)
     )
     session.execute(delete(Checkpoint).where(Checkpoint.run_id == run_id, Checkpoint.step > step))
+    # Their predictions go with them (ON DELETE CASCADE).
+    session.execute(delete(Evaluation).where(Evaluation.run_id == run_id, Evaluation.step > step))
     stale = select(MetricLatest).where(MetricLatest.run_id == run_id, MetricLatest.step > step)
     for latest in session.scalars(stale).all():
         last = (

@@ -38,6 +38,14 @@ def test_bench_json_agrees_with_the_model_and_itself(capsys, bench_args):
     assert out["model_tflops_per_second"] == pytest.approx(flops / 1e12)
     assert out["mfu"] is None  # no known peak on a CPU
     assert out["compile_seconds"] > 0 and out["peak_memory_mib"] > 0
+    gen = out["generation"]
+    # the trainer's rows, prompts of half a row and as many new tokens, within the model
+    assert gen["rows"] == cfg.trainer.batch_size and gen["prompt_tokens"] == 64
+    assert gen["prompt_tokens"] + gen["new_tokens"] <= cfg.trainer.seq_len
+    rows, prompt = gen["rows"], gen["prompt_tokens"]
+    assert gen["prefill_tokens_per_second"] == pytest.approx(rows * prompt / gen["prefill_seconds"])
+    assert gen["decode_tokens_per_second"] == pytest.approx(rows / gen["decode_step_seconds"])
+    assert gen["compile_seconds"] > 0
     ck = out["checkpoint"]
     # the float32 parameters at least (random values that compression cannot shrink),
     # and less than them with AdamW's two moments plus generous room for metadata
@@ -49,6 +57,7 @@ def test_bench_json_agrees_with_the_model_and_itself(capsys, bench_args):
 def test_bench_text_names_every_figure(capsys, bench_args):
     assert tunixrt_cli([*bench_args, "--steps", "1", "--warmup", "0"]) == 0
     text = capsys.readouterr().out
-    for row in ("device", "model", "tokens/step", "compile", "step time", "tokens/s", "MFU"):
+    rows = ("device", "model", "tokens/step", "compile", "step time", "tokens/s", "MFU")
+    for row in (*rows, "generation", "prefill", "decode"):
         assert f"\n{row} " in f"\n{text}", row
     assert "n/a (peak unknown)" in text

@@ -54,6 +54,16 @@ def locate(target: str, registry_url: str | None = None) -> tuple[Path, int | No
     return Path(run.checkpoint_dir or Path(run.run_dir) / "checkpoints"), None
 
 
+def choose_step(ck: Checkpointer, step: int | None) -> int:
+    """`step` (None: the newest), checked to be one the folder holds."""
+    steps = ck.steps()
+    chosen = step if step is not None else max(steps, default=-1)
+    if chosen not in steps:
+        what = f"step {chosen}" if chosen >= 0 else "any step"
+        raise ConfigError(f"{ck.directory}: no checkpoint of {what} (have: {steps})")
+    return chosen
+
+
 def _config(meta: dict[str, Any]) -> TrainConfig:
     return validate(meta["config"])
 
@@ -105,10 +115,7 @@ def export(
     ckdir, found = locate(target, registry_url)
     ck = Checkpointer(ckdir, every_steps=0, keep=1 << 30, read_only=True)
     with closing(ck):
-        steps = ck.steps()
-        step = step if step is not None else found if found is not None else max(steps, default=-1)
-        if step not in steps:
-            raise ConfigError(f"{ckdir}: no checkpoint of step {step} (have: {steps})")
+        step = choose_step(ck, step if step is not None else found)
         _check_destination(Path(out), _config(ck.read_meta(step)), ckdir)
         cfg, tok, model = load_model(ck, step)
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,4 +1,5 @@
-"""`tunixrt bench`: time the train step (and optionally checkpointing) of a config."""
+"""`tunixrt bench`: time the train step, generation (prefill and decode) and optionally
+checkpointing of a config."""
 
 from __future__ import annotations
 
@@ -13,21 +14,29 @@ def run(args: argparse.Namespace) -> int:
     from tunixrt.composition import compose
     from tunixrt.config import validate
     from tunixrt.train.setup import enable_compile_cache, setup
-    from tunixrt.train.timing import bench_checkpoint, bench_step, format_checkpoint, format_result
+    from tunixrt.train.timing import (
+        bench_checkpoint,
+        bench_generation,
+        bench_step,
+        format_checkpoint,
+        format_generation,
+        format_result,
+    )
 
     cfg = validate(compose(args.overrides))
     if not args.no_compile_cache:
         enable_compile_cache(cfg.device.compile_cache_dir)
     s = setup(cfg)
     result = bench_step(s, steps=args.steps, warmup=args.warmup)
+    generation = bench_generation(s)
     ckpt = bench_checkpoint(s) if args.checkpoint else None
     if args.json:
-        out: dict[str, Any] = asdict(result)
+        out: dict[str, Any] = {**asdict(result), "generation": asdict(generation)}
         if ckpt is not None:
             out["checkpoint"] = asdict(ckpt)
         sys.stdout.write(json.dumps(out, indent=2) + "\n")
     else:
-        text = format_result(result)
+        text = format_result(result) + "\n" + format_generation(generation)
         if ckpt is not None:
             text += "\n" + format_checkpoint(ckpt)
         sys.stdout.write(text + "\n")
@@ -37,9 +46,10 @@ def run(args: argparse.Namespace) -> int:
 def add_parser(sub: Any) -> None:
     b = sub.add_parser(
         "bench",
-        help="time the train step of a config (tokens/s, MFU, memory)",
+        help="time the train step and generation of a config (tokens/s, MFU, memory)",
         description="Compose the training config with Hydra overrides and time its train "
-        "step. Writes nothing but a temporary checkpoint (with --checkpoint) and JAX's "
+        "step, then greedy generation with its model (prefill and decode tokens/s, on the "
+        "trainer's rows with prompts of half a row). Writes nothing but a temporary checkpoint (with --checkpoint) and JAX's "
         "compilation cache.",
     )
     b.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model=llama_small")

@@ -1,4 +1,5 @@
-"""`tunixrt`: subcommands around training: `bench`, `export`, `runs`, `db`.
+"""`tunixrt`: subcommands around training: `bench`, `export`, `eval` (and `eval compare`),
+`generate`, `runs`, `db`.
 
 Every subcommand reports bad input (an `InputError`: a config value, a file, a run id,
 an unreachable registry) here, in one place: one line on stderr naming the command,
@@ -12,7 +13,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from tunixrt.cli import bench, db, export, runs
+from tunixrt.cli import bench, db, evaluate, export, generate, runs
 from tunixrt.errors import InputError
 
 INPUT_ERROR_EXIT = 2
@@ -26,6 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     bench.add_parser(sub)
     export.add_parser(sub)
+    evaluate.add_parser(sub)
+    generate.add_parser(sub)
     runs.add_parser(sub)
     db.add_parser(sub)
     return parser
@@ -41,7 +44,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     from tunixrt.logs import quiet_libraries
     from tunixrt.registry.urls import mask_text
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # argparse fills a `nargs="*"` positional from the words before the first option
+    # only; a command naming `more_positionals` takes the words after options too.
+    more = getattr(args, "more_positionals", None)
+    if extra:
+        if more is None or any(word.startswith("-") for word in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        getattr(args, more).extend(extra)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",

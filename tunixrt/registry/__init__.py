@@ -69,6 +69,7 @@ from tunixrt.registry.queries import (
     list_evaluations,
     list_runs,
     mark_lost,
+    run_id_of_folder,
     tag_run,
 )
 from tunixrt.registry.recorder import RegistryWriter, RunRecorder
@@ -120,5 +121,6 @@ __all__ = [
     "mask_url",
     "package_versions",
     "resolve_url",
+    "run_id_of_folder",
     "tag_run",
 ]

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, Result, select, update
@@ -230,6 +232,13 @@ def list_runs(
         runs = [_summary(registry, run, now) for run in session.scalars(query)]
         _attach(session, runs)
     return runs
+
+
+def run_id_of_folder(registry: Registry, run_dir: str | Path) -> str | None:
+    """The id of the run registered with folder `run_dir`; None when none is."""
+    query = select(Run.id).where(Run.run_dir == os.path.abspath(run_dir))
+    with registry.failures_as("finding a run"), registry.session(read_only=True) as session:
+        return session.scalars(query).first()
 
 
 def resolve_run_id(session: Session, id_or_prefix: str) -> str:

@@ -1,9 +1,10 @@
-"""Timing of the real train step of a setup, and of a checkpoint save and restore;
-what `tunixrt bench` prints.
+"""Timing of the real train step of a setup, of generation with its model, and of a
+checkpoint save and restore; what `tunixrt bench` prints.
 
 Prints tokens/s, step time, compile time, model FLOPs utilization (when the device's
-peak is known) and peak memory; with `--checkpoint`, also the time a save blocks the
-loop, the time until it is on disk, and the restore time (in a temporary folder).
+peak is known) and peak memory; prefill and decode tokens/s of generation; with
+`--checkpoint`, also the time a save blocks the loop, the time until it is on disk, and
+the restore time (in a temporary folder).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import resource
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +21,7 @@ import jax
 import numpy as np
 
 from tunixrt.checkpoint import Checkpointer, train_state
+from tunixrt.evaluation import generate_tokens
 from tunixrt.models import flops_per_token, num_params
 from tunixrt.train.setup import Setup, to_device
 
@@ -103,6 +106,83 @@ def bench_step(s: Setup, *, steps: int, warmup: int) -> BenchResult:
         peak_memory_mib=memory,
         memory_source=source,
     )
+
+
+@dataclass
+class GenerationBench:
+    rows: int  # prompts generated together: the trainer's rows per micro-batch
+    prompt_tokens: int  # per prompt
+    new_tokens: int  # per prompt, in the longer timed run
+    compile_seconds: float  # the first call: compile, then one run
+    prefill_seconds: float  # the whole batch's prompts
+    decode_step_seconds: float  # one new token for every row
+    prefill_tokens_per_second: float
+    decode_tokens_per_second: float
+
+
+def _power_of_two_at_most(n: int) -> int:
+    return 1 << (max(n, 1).bit_length() - 1)
+
+
+def _median_seconds(run: Callable[[], object], repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def bench_generation(s: Setup, *, repeats: int = 3, max_new_tokens: int = 128) -> GenerationBench:
+    """Time greedy generation with the setup's model on the trainer's rows, prompts of
+    half a training row (a power of two, so no padding is computed).
+
+    One generation of n tokens runs the prefill and n decode steps, so generating 1 and
+    n tokens separates them: decode step = (t(n) - t(1)) / (n - 1), prefill = t(1) -
+    one decode step. Both calls share one compiled program (the same cache length);
+    no EOS is set, so every row decodes all n tokens."""
+    t = s.cfg.trainer
+    rows = t.batch_size // t.grad_accum
+    prompt = max(8, _power_of_two_at_most(t.seq_len // 2))
+    new = max(2, min(prompt, max_new_tokens))
+    vocab = s.model.cfg.vocab_size
+    prompts = np.random.default_rng(0).integers(0, vocab, (rows, prompt)).tolist()
+
+    def generate(n: int) -> Callable[[], object]:
+        return lambda: generate_tokens(s.model, prompts, max_new_tokens=n, eos_id=None)
+
+    compile_seconds = _median_seconds(generate(new), 1)
+    one = _median_seconds(generate(1), repeats)
+    full = _median_seconds(generate(new), repeats)
+    step = max(full - one, 1e-9) / (new - 1)
+    prefill = max(one - step, 1e-9)
+    return GenerationBench(
+        rows=rows,
+        prompt_tokens=prompt,
+        new_tokens=new,
+        compile_seconds=compile_seconds,
+        prefill_seconds=prefill,
+        decode_step_seconds=step,
+        prefill_tokens_per_second=rows * prompt / prefill,
+        decode_tokens_per_second=rows / step,
+    )
+
+
+def format_generation(r: GenerationBench) -> str:
+    rows = [
+        ("generation", f"{r.rows} prompts x {r.prompt_tokens} tokens, {r.new_tokens} new each"),
+        ("gen compile", f"{r.compile_seconds:.2f} s"),
+        (
+            "prefill",
+            f"{r.prefill_tokens_per_second:,.0f} tokens/s ({1000 * r.prefill_seconds:.1f} ms)",
+        ),
+        (
+            "decode",
+            f"{r.decode_tokens_per_second:,.0f} tokens/s "
+            f"({1000 * r.decode_step_seconds:.2f} ms per step)",
+        ),
+    ]
+    return "\n".join(f"{k:<14} {v}" for k, v in rows)
 
 
 @dataclass

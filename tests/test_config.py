@@ -27,7 +27,7 @@ OPTIONS = {
     "optimizer": ["adamw", "adafactor", "lion", "sgd"],
     "device": ["auto", "cpu", "gpu", "tpu"],
     "debug": ["fast"],
-    "experiment": ["small_cosine", "finetune"],
+    "experiment": ["small_cosine", "finetune", "learn_check"],
     "hparams_search": ["lr_optuna"],
     "launcher": ["local_parallel", "slurm"],
 }

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
+from collections import Counter
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from tests.helpers.data import addition_traces, trace, write_jsonl
+from tunixrt.config import DatasetConfig
 from tunixrt.data import (
     BatchIterator,
     DataError,
@@ -16,6 +21,7 @@ from tunixrt.data import (
     read_examples,
     render,
 )
+from tunixrt.data.pipeline import generated_traces, load_data, only_families
 from tunixrt.data.schema import Chat, Pair, Step, Trace
 
 
@@ -198,3 +204,68 @@ def test_fixed_batches_make_one_pass(tok):
     )
     assert len(fixed) == 3  # 5 examples, 2 rows each, last row empty
     assert fixed[-1]["segment_ids"][1].sum() == 0
+
+
+# ---------------------------------------------------------------------------- task families
+
+BUNDLED = Path(__file__).parents[1] / "datasets" / "dev-reasoning"
+
+
+def bundled_config(**kw: object) -> DatasetConfig:
+    return DatasetConfig(
+        name="dev_reasoning",
+        path=str(BUNDLED / "train.jsonl"),
+        valid_path=str(BUNDLED / "valid.jsonl"),
+        tokenizer=str(BUNDLED / "tokenizer.json"),
+        eval_path=str(BUNDLED / "eval.jsonl"),
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def families_of(path: Path) -> list[str]:
+    return [json.loads(line)["meta"]["family"] for line in path.read_text().splitlines()]
+
+
+def test_families_keep_only_their_traces() -> None:
+    cfg = bundled_config(families=["sorting", "gcd_lcm"])
+    data = load_data(cfg, rows=4, seq_len=192, eval_batches=1, seed=0)
+    counts = Counter(families_of(BUNDLED / "train.jsonl"))
+    valid = Counter(families_of(BUNDLED / "valid.jsonl"))
+    assert data.train_examples == counts["sorting"] + counts["gcd_lcm"]
+    assert data.valid_examples == valid["sorting"] + valid["gcd_lcm"]
+
+
+def test_families_that_match_nothing_name_the_file() -> None:
+    with pytest.raises(DataError, match=r"train\.jsonl: no trace .*\['nope'\]"):
+        only_families(
+            read_examples(BUNDLED / "train.jsonl"), ["nope"], str(BUNDLED / "train.jsonl")
+        )
+
+
+def test_generated_traces_avoid_held_out_prompts_and_follow_the_seed() -> None:
+    cfg = bundled_config(families=["sorting", "unit_conversion"], generate=300)
+    first = generated_traces(cfg, seed=0)
+    assert len(first) == 600
+    assert Counter(t.meta["family"] for t in first) == {"sorting": 300, "unit_conversion": 300}
+    held = {
+        json.loads(line)["prompt"] for line in (BUNDLED / "eval.jsonl").read_text().splitlines()
+    }
+    held |= {
+        json.loads(line)["prompt"] for line in (BUNDLED / "valid.jsonl").read_text().splitlines()
+    }
+    assert not held & {t.prompt for t in first}
+    assert [t.prompt for t in generated_traces(cfg, seed=0)] == [t.prompt for t in first]
+    assert [t.prompt for t in generated_traces(cfg, seed=1)] != [t.prompt for t in first]
+    # each drawn trace ends with its own answer, as the generator's traces do
+    assert all(t.steps[-1].content == f"The answer is {t.final_answer}." for t in first)
+
+
+def test_generated_traces_refuse_unknown_families() -> None:
+    with pytest.raises(DataError, match=r"dataset\.families=\['sorting', 'nope'\].*\['nope'\]"):
+        generated_traces(bundled_config(families=["sorting", "nope"], generate=5), seed=0)
+
+
+def test_generated_data_trains_in_place_of_the_file() -> None:
+    cfg = bundled_config(families=["sequence"], generate=40)
+    data = load_data(cfg, rows=4, seq_len=192, eval_batches=1, seed=0)
+    assert data.train_examples == 40

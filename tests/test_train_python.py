@@ -15,6 +15,7 @@ from tunixrt.config import (
     CheckpointConfig,
     ConfigError,
     DatasetConfig,
+    EvalConfig,
     ModelConfig,
     OptimizerConfig,
     Progress,
@@ -39,6 +40,7 @@ def python_config(registry_url: str) -> TrainConfig:
             path=str(data / "train.jsonl"),
             valid_path=str(data / "valid.jsonl"),
             tokenizer=str(data / "tokenizer.json"),
+            eval_path=str(data / "eval.jsonl"),
         ),
         model=ModelConfig(
             name="llama_tiny",
@@ -60,6 +62,7 @@ def python_config(registry_url: str) -> TrainConfig:
             progress=Progress.log,
         ),
         checkpoint=CheckpointConfig(every_steps=3, keep=2),
+        eval=EvalConfig(max_examples=4, max_new_tokens=16, samples=2),
         registry=RegistryConfig(url=registry_url),
     )
 

@@ -144,6 +144,7 @@ class Checkpointer:
     ) -> None:
         self.directory = Path(directory).resolve()
         self.every_steps = every_steps
+        self.best_metric = best_metric
         self.read_only = read_only
         options = ocp.CheckpointManagerOptions(
             create=not read_only,
@@ -171,6 +172,10 @@ class Checkpointer:
             return 0.0
         start = time.perf_counter()
         args = ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta))
+        # A step saved without the best metric (evaluated at another cadence) competes
+        # only as one of the newest.
+        if self.best_metric is not None and metrics and self.best_metric not in metrics:
+            metrics = None
         self._manager.save(step, args=args, metrics=metrics, force=True)
         return time.perf_counter() - start
 

@@ -108,6 +108,10 @@ class DatasetConfig:
     pack: bool = True  # pack several examples per row (attention stays per example)
     # Train and hold out only traces of these task families (meta.family); null: all
     families: list[str] | None = None
+    # > 0: train on this many traces per family drawn from the bundled generator
+    # (tunixrt.data.synthetic; dataset.families, else every family, seeded by `seed`)
+    # instead of `path`'s; prompts of valid_path and eval_path are never drawn
+    generate: int = 0
     # The eval set (JSONL with expected answers) that goes with this dataset: eval.path's
     # default; null: no answer evaluation unless eval.path is given
     eval_path: str | None = None
@@ -119,6 +123,7 @@ class DatasetConfig:
             self.valid_fraction,
             "a number in [0, 1)",
         )
+        _require(self.generate >= 0, "dataset.generate", self.generate, "an integer >= 0")
 
 
 @dataclass

@@ -8,13 +8,20 @@ import sys
 import time
 from pathlib import Path
 
+from tests.helpers.config import without_answer_eval
 from tests.helpers.paths import ROOT, TRAIN_SCRIPT
+
+
+def _train_args(args: tuple[str, ...]) -> list[str]:
+    if "--help" in args:
+        return list(args)
+    return without_answer_eval(args)
 
 
 def run_train(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     """`python scripts/train.py ARGS` as a user runs it, from the repo root; waits."""
     return subprocess.run(
-        [sys.executable, str(TRAIN_SCRIPT), *args],
+        [sys.executable, str(TRAIN_SCRIPT), *_train_args(args)],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -27,7 +34,7 @@ def start_train(*args: str, quiet: bool = False) -> subprocess.Popen[str]:
     discarded when `quiet`."""
     out = subprocess.DEVNULL if quiet else subprocess.PIPE
     return subprocess.Popen(
-        [sys.executable, str(TRAIN_SCRIPT), *args],
+        [sys.executable, str(TRAIN_SCRIPT), *_train_args(args)],
         stdout=out,
         stderr=subprocess.STDOUT,
         text=True,

@@ -124,8 +124,9 @@ def evaluate(target: Target, cfg: EvalConfig, path: Path, items: list[EvalItem])
     a progress bar on a terminal."""
     from tqdm import tqdm
 
-    from tunixrt.cli.targets import check_length, load
+    from tunixrt.cli.targets import load
     from tunixrt.evaluation import GenerationSettings, prompt_ids, run_eval
+    from tunixrt.evaluation.runner import check_length
 
     tokenizer, model = load(target)
     longest = max(len(prompt_ids(tokenizer, item.prompt)) for item in items)

@@ -124,16 +124,3 @@ def load(target: Target) -> tuple[Tokenizer, Decoder]:
     with closing(ck):
         _, tokenizer, model = load_model(ck, target.step)
     return tokenizer, model
-
-
-def check_length(model: Decoder, longest_prompt: int, max_new_tokens: int, key: str) -> None:
-    """Refuse, before anything compiles, a generation longer than the model's positions."""
-    limit = model.cfg.max_seq_len
-    if longest_prompt + max_new_tokens <= limit:
-        return
-    room = limit - longest_prompt
-    hint = f"give {key}={room} or less" if room > 0 else "the prompt alone is too long"
-    raise InputError(
-        f"{key}={max_new_tokens}: the longest prompt ({longest_prompt} tokens) plus "
-        f"{max_new_tokens} new tokens exceeds the model's max_seq_len={limit}; {hint}"
-    )

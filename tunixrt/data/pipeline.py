@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -11,7 +12,14 @@ from tunixrt.config import DatasetConfig
 from tunixrt.data.batching import BatchIterator, HostBatch, fixed_batches
 from tunixrt.data.chat import ChatTokenizer
 from tunixrt.data.render import render
-from tunixrt.data.schema import DataError, Example, read_examples
+from tunixrt.data.schema import (
+    DataError,
+    Example,
+    Trace,
+    parse_example,
+    read_examples,
+    read_jsonl,
+)
 from tunixrt.data.tokenize import Encoded, TextTokenizer
 
 log = logging.getLogger(__name__)
@@ -62,6 +70,51 @@ def split_valid(
     return train, [examples[i] for i in sorted(held)]
 
 
+def only_families(
+    examples: list[Example], families: list[str] | None, source: str
+) -> list[Example]:
+    """The traces whose meta.family is one of `families` (None: every example)."""
+    if families is None:
+        return examples
+    kept: list[Example] = [
+        e for e in examples if isinstance(e, Trace) and e.meta.get("family") in families
+    ]
+    if not kept:
+        raise DataError(f"{source}: no trace has a meta.family in dataset.families={families}")
+    return kept
+
+
+def generated_traces(cfg: DatasetConfig, seed: int) -> list[Example]:
+    """cfg.generate traces per family from the bundled generator, none of whose prompts
+    is held out (valid_path, eval_path)."""
+    from tunixrt.data.synthetic.build import FAMILIES, draw_training, trace_record
+
+    families = cfg.families or list(FAMILIES)
+    unknown = sorted(set(families) - set(FAMILIES))
+    if unknown:
+        raise DataError(
+            f"invalid config value dataset.families={families}: {unknown} are not task "
+            f"families of the generator (known: {sorted(FAMILIES)})"
+        )
+    held_out = _held_out_prompts(cfg)
+    rows = draw_training(families, cfg.generate, seed, held_out)
+    return [parse_example(trace_record("generated", i, *row)) for i, row in enumerate(rows)]
+
+
+def _held_out_prompts(cfg: DatasetConfig) -> set[str]:
+    """The prompts of the held-out files: traces, pairs or eval items."""
+    out: set[str] = set()
+    for path in (cfg.valid_path, cfg.eval_path):
+        if path is not None:
+            out.update(p for p in read_jsonl(path, _prompt) if p is not None)
+    return out
+
+
+def _prompt(obj: Any) -> str | None:
+    prompt = obj.get("prompt") if isinstance(obj, dict) else None
+    return prompt if isinstance(prompt, str) else None
+
+
 def _warn_truncation(encoded: list[Encoded], seq_len: int, source: str) -> None:
     too_long = sum(len(e) - 1 > seq_len for e in encoded)
     if too_long:
@@ -85,16 +138,19 @@ def load_data(
 ) -> Data:
     """Read, validate and encode everything up front, so bad data fails before compiling."""
     tokenizer = load_tokenizer(cfg, model_path)
-    train_records = read_examples(cfg.path)
-    if cfg.valid_path is not None:
-        valid_records = read_examples(cfg.valid_path)
+    if cfg.generate:
+        train_records = generated_traces(cfg, seed)
+        source = f"the generator ({cfg.generate} per family)"
     else:
-        train_records, valid_records = split_valid(
-            train_records, cfg.valid_fraction, seed, cfg.path
-        )
+        train_records = only_families(read_examples(cfg.path), cfg.families, cfg.path)
+        source = cfg.path
+    if cfg.valid_path is not None:
+        valid_records = only_families(read_examples(cfg.valid_path), cfg.families, cfg.valid_path)
+    else:
+        train_records, valid_records = split_valid(train_records, cfg.valid_fraction, seed, source)
     train_enc = encode_all(train_records, tokenizer)
     valid_enc = encode_all(valid_records, tokenizer)
-    _warn_truncation(train_enc, seq_len, cfg.path)
+    _warn_truncation(train_enc, seq_len, source)
     train = BatchIterator(
         train_enc,
         rows=rows,
@@ -118,6 +174,6 @@ def load_data(
         else []
     )
     log.info(
-        "data: %d train and %d held-out examples from %s", len(train_enc), len(valid_enc), cfg.path
+        "data: %d train and %d held-out examples from %s", len(train_enc), len(valid_enc), source
     )
     return Data(tokenizer, train, evals, len(train_enc), len(valid_enc))

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tunixrt.config import EvalConfig
+from tunixrt.errors import InputError
 from tunixrt.evaluation.generate import (
     Tokenizer,
     cut_at_stop,
@@ -130,6 +131,19 @@ class EvalReport:
             "seconds": self.seconds,
             "aggregates": self.aggregates,
         }
+
+
+def check_length(model: Decoder, longest_prompt: int, max_new_tokens: int, key: str) -> None:
+    """Refuse, before anything compiles, a generation longer than the model's positions."""
+    limit = model.cfg.max_seq_len
+    if longest_prompt + max_new_tokens <= limit:
+        return
+    room = limit - longest_prompt
+    hint = f"give {key}={room} or less" if room > 0 else "the prompt alone is too long"
+    raise InputError(
+        f"{key}={max_new_tokens}: the longest prompt ({longest_prompt} tokens) plus "
+        f"{max_new_tokens} new tokens exceeds the model's max_seq_len={limit}; {hint}"
+    )
 
 
 def file_sha256(path: str | Path) -> str:

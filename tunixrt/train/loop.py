@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 
 from tunixrt.checkpoint import train_state
 from tunixrt.config import TrainConfig, validate
+from tunixrt.train.answers import log_report, sample_table
 from tunixrt.train.context import RunContext
 from tunixrt.train.metrics import Throughput
 from tunixrt.train.progress import ProgressDisplay
@@ -37,11 +38,14 @@ class TrainResult:
     final_eval_loss: float | None
     resumed_from: int | None = None
     train_losses: dict[int, float] = field(default_factory=dict)  # logged steps of this start
+    final_eval_accuracy: float | None = None  # answer evaluation (eval.*)
 
     def metric(self, name: str) -> float | None:
-        """A final metric by its TensorBoard tag: eval/loss or train/loss."""
+        """A final metric by its TensorBoard tag: eval/loss, eval/accuracy or train/loss."""
         if name == "eval/loss":
             return self.final_eval_loss
+        if name == "eval/accuracy":
+            return self.final_eval_accuracy
         if name == "train/loss" and self.train_losses:
             return self.train_losses[max(self.train_losses)]
         return None
@@ -61,6 +65,7 @@ def train(cfg: TrainConfig | DictConfig, run: RunContext | str | Path | None = N
     enable_compile_cache(typed.device.compile_cache_dir)
     with open_run(typed, context) as r:
         result = TrainResult(context.run_dir, r.loop.step, r.loop.last_eval_loss, r.resumed_from)
+        result.final_eval_accuracy = r.loop.last_eval_accuracy
         if r.loop.step < typed.trainer.max_steps:
             fit(r, result)
         else:
@@ -89,17 +94,16 @@ def fit(run: Run, result: TrainResult) -> None:
                 result.train_losses[step] = scalars["train/loss"]
                 run.writer.write_scalars(step, scalars)
             bar.update(step, scalars)
-            eval_loss = None
-            if (t.eval_every and step % t.eval_every == 0) or step == t.max_steps:
-                eval_loss = _eval(run, step)
+            evaluated = _evaluations(run, step, throughput)
             if run.checkpointer.due(step) or step == t.max_steps:
-                _save(run, step, eval_loss)
+                _save(run, step, evaluated)
             if stop.requested:
                 _stop(run, stop.requested)
     run.checkpointer.wait()
     run.tb.write_session_end(completed=True)
     result.final_step = run.loop.step
     result.final_eval_loss = run.loop.last_eval_loss
+    result.final_eval_accuracy = run.loop.last_eval_accuracy
 
 
 def _one_step(run: Run, throughput: Throughput) -> dict[str, jax.Array]:
@@ -141,6 +145,27 @@ def _train_scalars(run: Run, step: int, throughput: Throughput) -> dict[str, flo
     }
 
 
+def _evaluations(run: Run, step: int, throughput: Throughput) -> dict[str, float]:
+    """The eval loss and the answer accuracy, each when due at `step`; what was
+    measured. Their time is left out of the training throughput."""
+    t = run.setup.cfg.trainer
+    last = step == t.max_steps
+    loss_due = bool(t.eval_every and step % t.eval_every == 0) or last
+    answers = run.setup.answers
+    answers_due = answers is not None and answers.due(step, last)
+    if not (loss_due or answers_due):
+        return {}
+    _check_finite(run)  # waits for the steps dispatched so far: their time is training
+    started = time.perf_counter()
+    out: dict[str, float] = {}
+    if loss_due and (loss := _eval(run, step)) is not None:
+        out["eval/loss"] = loss
+    if answers_due:
+        out["eval/accuracy"] = _eval_answers(run, step)
+    throughput.exclude(time.perf_counter() - started)
+    return out
+
+
 def _eval(run: Run, step: int) -> float | None:
     _check_finite(run)
     s = run.setup
@@ -152,13 +177,26 @@ def _eval(run: Run, step: int) -> float | None:
     return loss
 
 
-def _save(run: Run, step: int, eval_loss: float | None) -> None:
+def _eval_answers(run: Run, step: int) -> float:
+    s = run.setup
+    assert s.answers is not None
+    report = s.answers.run(s.model, s.data.tokenizer, step)
+    run.loop.last_eval_accuracy = report.accuracy
+    run.writer.write_scalars(step, report.scalars())
+    run.writer.write_text(step, "eval/samples", sample_table(report, s.answers.samples))
+    if run.recorder is not None:
+        run.recorder.evaluation(report, str(run.checkpointer.directory / str(step)))
+    log_report(report, step)
+    return report.accuracy
+
+
+def _save(run: Run, step: int, evaluated: dict[str, float]) -> None:
     _check_finite(run)
     s = run.setup
     meta = checkpoint_meta(
         run.loop, s.data.train.state.to_dict(), run.config, s.model, base=run.base
     )
-    metrics = None if eval_loss is None else {"eval/loss": eval_loss}
+    metrics = evaluated or None
     state = train_state(s.model, s.optimizer, adapters_only=run.base is not None)
     blocked = run.checkpointer.save(step, state, meta, metrics)
     log.debug("checkpoint of step %d started; the loop waited %.3fs", step, blocked)
@@ -169,7 +207,7 @@ def _save(run: Run, step: int, eval_loss: float | None) -> None:
 def _stop(run: Run, signal_name: str) -> None:
     """After a signal: save, flush, and leave with `Preempted`."""
     step = run.loop.step
-    _save(run, step, None)
+    _save(run, step, {})
     run.checkpointer.wait()
     run.writer.flush()
     raise Preempted(signal_name, step, str(run.run_dir))
@@ -177,7 +215,14 @@ def _stop(run: Run, signal_name: str) -> None:
 
 def _report(result: TrainResult, run: Run, seconds: float) -> None:
     loss = "n/a" if result.final_eval_loss is None else f"{result.final_eval_loss:.4f}"
-    log.info("finished at step %d in %.1fs; final eval loss %s", result.final_step, seconds, loss)
+    accuracy = result.final_eval_accuracy
+    log.info(
+        "finished at step %d in %.1fs; final eval loss %s%s",
+        result.final_step,
+        seconds,
+        loss,
+        "" if accuracy is None else f", eval accuracy {accuracy:.3f}",
+    )
     log.info("run folder:  %s", run.run_dir.resolve())
     log.info("tensorboard: tensorboard --logdir %s", (run.run_dir / "tb").resolve())
     log.info("checkpoints: %s", run.checkpointer.directory)

@@ -31,6 +31,10 @@ class Throughput:
         log.info("first step (compile + run) took %.1fs", self.compile_seconds)
         self._t0, self._tokens, self._last_step = now, 0, 1
 
+    def exclude(self, seconds: float) -> None:
+        """Leave `seconds` (evaluation) out of the current interval's time."""
+        self._t0 += seconds
+
     def interval(self, step: int) -> dict[str, float]:
         now = time.perf_counter()
         seconds, steps = now - self._t0, step - self._last_step

@@ -20,6 +20,7 @@ from tunixrt.devices import Devices, setup_devices
 from tunixrt.models.decoder import Decoder
 from tunixrt.models.factory import build_model, trainable
 from tunixrt.optim import make_optimizer
+from tunixrt.train.answers import AnswerEval, answer_eval, check_best_metric
 from tunixrt.train.step import DeviceBatch, TrainStep, eval_step, make_train_step
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,7 @@ class Setup:
     # The compiled step for what the optimizer updates (every weight, or LoRA adapters);
     # chosen once here, so the loop and the benchmark cannot disagree.
     train_step: TrainStep
+    answers: AnswerEval | None = None  # answer evaluation (eval.*); None: off
 
 
 def enable_compile_cache(folder: str | None) -> None:
@@ -79,6 +81,8 @@ def setup(
     compilation. `schedule_steps` fixes the lr schedule's length (default max_steps)."""
     devices = devices or setup_devices(cfg.device)
     _check_rows(cfg, devices)
+    answers = answer_eval(cfg)
+    check_best_metric(cfg, answers)
     t = cfg.trainer
     data = load_data(
         cfg.dataset,
@@ -96,13 +100,15 @@ def setup(
         devices=devices,
     )
     _check_seq_len(cfg, model)
+    if answers is not None:
+        answers.check_fits(model, data.tokenizer)
     tx, schedule = make_optimizer(cfg.optimizer, schedule_steps or t.max_steps)
     wrt = trainable(cfg.model)
     optimizer = nnx.Optimizer(model, tx, wrt=wrt)
     # Commit the optimizer state to the mesh like the parameters: state left uncommitted
     # would make the first step compile for other shardings than every later step.
     nnx.update(optimizer, jax.device_put(nnx.state(optimizer), devices.replicated))
-    return Setup(cfg, devices, data, model, optimizer, schedule, make_train_step(wrt))
+    return Setup(cfg, devices, data, model, optimizer, schedule, make_train_step(wrt), answers)
 
 
 def to_device(batch: HostBatch, s: Setup) -> DeviceBatch:

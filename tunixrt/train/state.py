@@ -20,6 +20,7 @@ class LoopState:
     schedule_steps: int = 0  # length of the lr schedule, fixed at the first start
     last_eval_loss: float | None = None
     best_eval_loss: float | None = None
+    last_eval_accuracy: float | None = None  # answer evaluation (eval.*)
 
     def record_eval(self, loss: float) -> None:
         self.last_eval_loss = loss
@@ -28,7 +29,8 @@ class LoopState:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> LoopState:
-        return cls(**{k: d[k] for k in cls.__dataclass_fields__})
+        # Checkpoints written before a field existed lack it: it keeps its default.
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 
 
 def param_shapes(model: nnx.Module) -> dict[str, list[int]]:

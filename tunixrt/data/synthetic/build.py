@@ -14,6 +14,7 @@ import json
 import logging
 import random
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -70,15 +71,21 @@ def problem_key(family: str, params: dict[str, Any]) -> str:
 
 
 def draw_problems(
-    split: str, n: int, seed: int, seen_keys: set[str], seen_prompts: set[str]
+    split: str,
+    n: int,
+    seed: int,
+    seen_keys: set[str],
+    seen_prompts: set[str],
+    families: Sequence[str] | None = None,
 ) -> list[Row]:
-    """n new (family, difficulty, problem); families and difficulties balanced, order shuffled.
+    """n new (family, difficulty, problem) of `families` (None: all); families and
+    difficulties balanced, order shuffled.
 
     A problem whose parameters or prompt already appeared in an earlier split (or earlier in
     this one) is redrawn, so no eval prompt is a train prompt.
     """
     rng = random.Random(f"{DATASET_KEY}:{seed}:{split}")
-    names = list(FAMILIES)
+    names = list(FAMILIES) if families is None else list(families)
     slots = [
         (names[i % len(names)], DIFFICULTIES[(i // len(names)) % len(DIFFICULTIES)])
         for i in range(n)
@@ -98,6 +105,34 @@ def draw_problems(
             )
         seen_keys.add(key)
         seen_prompts.add(problem.prompt)
+        out.append((family, difficulty, problem))
+    return out
+
+
+def draw_training(
+    families: Sequence[str], per_family: int, seed: int, held_out: set[str]
+) -> list[Row]:
+    """per_family problems of each family (difficulties balanced, order shuffled) whose
+    prompts are not in `held_out`. Unlike a split, repeats are allowed: several families
+    have fewer distinct problems than a long training run draws."""
+    rng = random.Random(f"{DATASET_KEY}:{seed}:generated:{','.join(families)}")
+    slots = [
+        (family, DIFFICULTIES[i % len(DIFFICULTIES)])
+        for i in range(per_family)
+        for family in families
+    ]
+    rng.shuffle(slots)
+    out = []
+    for family, difficulty in slots:
+        for _ in range(MAX_ATTEMPTS):
+            problem = FAMILIES[family](rng, difficulty)
+            if problem.prompt not in held_out:
+                break
+        else:
+            raise RuntimeError(
+                f"no {difficulty} {family} problem outside the held-out prompts after "
+                f"{MAX_ATTEMPTS} draws"
+            )
         out.append((family, difficulty, problem))
     return out
 

@@ -41,6 +41,7 @@ from hydra_plugins.tunixrt_optuna._storage import (  # noqa: E402
     open_study,
     storage_url,
 )
+from hydra_plugins.tunixrt_optuna.config import SearchSettings  # noqa: E402
 from tests.helpers.paths import ROOT  # noqa: E402
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -372,3 +373,39 @@ def test_two_searches_on_one_study_leave_each_others_trials_running(tmp_path: Pa
     study = optuna.load_study(study_name="shared", storage=storage)
     assert not study.get_trials(states=(TrialState.FAIL, TrialState.RUNNING))
     assert len(study.get_trials(states=(TrialState.COMPLETE,))) >= 2
+
+
+def _settings(direction: str | None) -> SearchSettings:
+    return SearchSettings(
+        n_trials=1,
+        n_jobs=1,
+        direction=direction,  # type: ignore[arg-type]
+        study_name=None,
+        storage=None,
+        max_failures=None,
+        heartbeat_s=30,
+        seed=0,
+        n_startup_trials=1,
+        params={},
+    )
+
+
+@pytest.mark.parametrize(
+    ("direction", "metric", "expected"),
+    [
+        (None, "eval/loss", "minimize"),
+        (None, "eval/accuracy", "maximize"),
+        (None, "my/score", "minimize"),
+        ("maximize", "my/score", "maximize"),
+        ("maximize", "eval/accuracy", "maximize"),
+    ],
+)
+def test_the_direction_follows_the_metric(
+    direction: str | None, metric: str, expected: str
+) -> None:
+    assert _settings(direction).direction_for(metric) == expected
+
+
+def test_a_direction_against_the_metric_is_refused() -> None:
+    with pytest.raises(ValueError, match="direction=minimize works against optimized_metric"):
+        _settings("minimize").direction_for("eval/accuracy")

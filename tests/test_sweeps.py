@@ -13,7 +13,7 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 
 from tests.helpers.processes import run_train
 from tunixrt.cli.main import main as tunixrt_cli
-from tunixrt.registry import Registry, get_run, list_runs, swept
+from tunixrt.registry import Registry, RunInfo, create_sweep, get_run, leaderboard, list_runs, swept
 from tunixrt.registry.models import Sweep
 
 FAST = ["debug=fast", "trainer.max_steps=3", "trainer.eval_every=3", "checkpoint.every_steps=3"]
@@ -139,3 +139,23 @@ def test_swept_keeps_only_varying_keys():
     jobs = [["debug=fast", "lr=1", "seed=0"], ["debug=fast", "lr=2", "seed=0"]]
     assert swept(jobs) == [["lr=1"], ["lr=2"]]
     assert swept([["a=1"]]) == [["a=1"]]
+
+
+@pytest.mark.parametrize(
+    ("metric", "order"), [("eval/loss", [1, 2, 0]), ("eval/accuracy", [0, 2, 1])]
+)
+def test_leaderboard_puts_the_best_first_in_the_metric_s_direction(tmp_path, metric, order):
+    """Lowest loss first, highest accuracy first; a run without the metric last."""
+    values = [0.9, 0.1, 0.5]
+    with Registry.open(f"sqlite:///{tmp_path / 'r.db'}") as reg:
+        sweep = create_sweep(
+            reg, folder=str(tmp_path), sweeper="basic", search_space={}, optimized_metric=metric
+        )
+        for n, value in enumerate([*values, None]):
+            info = RunInfo(name=f"job{n}", run_dir=tmp_path / f"job{n}", sweep_id=sweep)
+            rec = reg.start_run(info, write_every_s=0.0)
+            if value is not None:
+                rec.log_metrics(1, {metric: value})
+            rec.finish("completed")
+        board = leaderboard(reg, sweep)
+    assert [row["name"] for row in board.rows] == [f"job{n}" for n in order] + ["job3"]

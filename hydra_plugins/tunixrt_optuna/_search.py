@@ -108,6 +108,10 @@ class _Search:
         if not self.space:
             raise SearchSpaceError("nothing to search: hydra.sweeper.params is empty")
         self.metric = OmegaConf.select(config, "optimized_metric", default="value")
+        try:
+            self.direction = settings.direction_for(self.metric)
+        except ValueError as err:
+            raise SearchSpaceError(str(err)) from None
         self.study_name = settings.study_name or default_study_name(config, arguments)
         registry_url = OmegaConf.select(config, "registry.url", default="auto")
         self.storage = storage_url(settings.storage, registry_url)
@@ -120,9 +124,7 @@ class _Search:
         self.loader.load_sweep_config(self.config, list(self.fixed))
         _route_optuna_logs()
         self.optuna_storage = open_storage(self.storage, self.settings.heartbeat_s)
-        study = open_study(
-            self.storage, self.study_name, self.settings.direction, self.optuna_storage
-        )
+        study = open_study(self.storage, self.study_name, self.direction, self.optuna_storage)
         _fail_stale(study)
         seed = self.settings.seed
         # Offset by the trials already asked, so a restart does not replay their points.
@@ -242,7 +244,7 @@ class _Search:
         summary: dict[str, Any] = {
             "study_name": self.study_name,
             "storage": mask_url(self.storage) if self.storage else None,
-            "direction": self.settings.direction,
+            "direction": self.direction,
             "metric": self.metric,
             "complete": len(complete),
             "failed": _count(study, TrialState.FAIL),

@@ -32,7 +32,9 @@ class OptunaSweeperConf:
     _target_: str = "hydra_plugins.tunixrt_optuna.sweeper.TunixrtOptunaSweeper"
     n_trials: int = 10  # COMPLETE trials the study should hold; a restart runs the rest
     n_jobs: int = 1  # trials launched together (in parallel with a parallel launcher)
-    direction: Direction = Direction.minimize
+    # null: the direction that is better for optimized_metric (loss: minimize,
+    # eval/accuracy: maximize)
+    direction: Direction | None = None
     # null: "tunixrt-<hparams_search preset>-<hash of the command-line overrides>"
     study_name: str | None = None
     # null: beside the run registry (registry.url); else any SQLAlchemy URL
@@ -60,7 +62,7 @@ class SearchSettings:
 
     n_trials: int
     n_jobs: int
-    direction: DirectionName
+    direction: DirectionName | None
     study_name: str | None
     storage: str | None
     max_failures: int | None
@@ -81,7 +83,26 @@ class SearchSettings:
             raise ValueError(
                 f"hydra.sweeper.max_failures={self.max_failures}: expected >= 0 or null"
             )
-        Direction(self.direction)  # any other string: a ValueError that names it
+        if self.direction is not None:
+            Direction(self.direction)  # any other string: a ValueError that names it
+
+    def direction_for(self, metric: str) -> DirectionName:
+        """The study's direction: as set, else the better one for `metric`; a set
+        direction that works against a known metric is refused."""
+        from tunixrt.config import METRIC_MODES
+
+        mode = METRIC_MODES.get(metric)
+        better: DirectionName | None = {"min": "minimize", "max": "maximize", None: None}[mode]
+        if self.direction is None:
+            return better or "minimize"
+        if better is not None and self.direction != better:
+            raise ValueError(
+                f"hydra.sweeper.direction={self.direction} works against "
+                f"optimized_metric={metric}, which is better when it is {mode}imal; "
+                "drop the direction or set it to "
+                f"{better}"
+            )
+        return self.direction
 
     @classmethod
     def from_hydra(
@@ -89,7 +110,7 @@ class SearchSettings:
         *,
         n_trials: int,
         n_jobs: int,
-        direction: Direction | str,
+        direction: Direction | str | None,
         study_name: str | None,
         storage: str | None,
         max_failures: int | None,
@@ -102,7 +123,7 @@ class SearchSettings:
         return cls(
             n_trials=n_trials,
             n_jobs=n_jobs,
-            direction=cast(DirectionName, getattr(direction, "value", direction)),
+            direction=cast(DirectionName | None, getattr(direction, "value", direction)),
             study_name=study_name,
             storage=storage,
             max_failures=max_failures,

@@ -94,8 +94,10 @@ def _write_json(obj: Any) -> int:
 def _metric_columns(runs: Sequence[RunSummary], chosen: Sequence[str] | None) -> list[str]:
     if chosen:
         return list(chosen)
-    names = sorted({n for r in runs for n in r.metrics if n.endswith("loss")})
-    return names[:3]
+    names = sorted(
+        {n for r in runs for n in r.metrics if n.endswith("loss") or n == "eval/accuracy"}
+    )
+    return names[:4]
 
 
 def _list(args: argparse.Namespace) -> int:

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from tunixrt.config import METRIC_MODES
 from tunixrt.registry.errors import RegistryError
 from tunixrt.registry.models import Sweep
 from tunixrt.registry.queries import RunSummary, list_runs
@@ -69,8 +70,8 @@ def _row(run: RunSummary, overrides: list[str], metric: str) -> dict[str, Any]:
 
 
 def leaderboard(registry: Registry, sweep: str = "latest") -> Leaderboard:
-    """The runs of `sweep` (an id, a prefix or "latest"), best (lowest) metric first;
-    runs without the metric (failed, still running) last."""
+    """The runs of `sweep` (an id, a prefix or "latest"), best metric first (lowest,
+    or highest for eval/accuracy); runs without the metric (failed, still running) last."""
     from tunixrt.registry.queries import get_run
 
     found = _find_sweep(registry, sweep)
@@ -80,5 +81,6 @@ def leaderboard(registry: Registry, sweep: str = "latest") -> Leaderboard:
     shown = swept(overrides)
     keys = sorted({o.partition("=")[0] for job in shown for o in job})
     rows = [_row(r, o, metric) for r, o in zip(runs, shown, strict=True)]
-    rows.sort(key=lambda r: (r[metric] is None, r[metric] if r[metric] is not None else 0.0))
+    sign = -1.0 if METRIC_MODES.get(metric) == "max" else 1.0
+    rows.sort(key=lambda r: (r[metric] is None, sign * r[metric] if r[metric] is not None else 0.0))
     return Leaderboard(found.id, found.folder, found.status, metric, keys, rows)

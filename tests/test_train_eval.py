@@ -14,8 +14,9 @@ from tests.helpers.tensorboard import read_scalars
 from tunixrt.checkpoint import Checkpointer
 from tunixrt.config import BestMode, CheckpointConfig, validate
 from tunixrt.errors import InputError
-from tunixrt.evaluation import extract_answer, generate_text, read_eval_set
+from tunixrt.evaluation import extract_answer, file_sha256, generate_text, read_eval_set
 from tunixrt.export import load_model
+from tunixrt.registry import Registry, latest_evaluation, list_evaluations, list_runs
 from tunixrt.train import train
 from tunixrt.train.answers import answer_eval
 from tunixrt.train.state import LoopState
@@ -78,7 +79,8 @@ def test_accuracy_scalars_and_samples_match_independent_generation(
     tmp_path: Path, known_answers: tuple[Path, dict[str, float]]
 ) -> None:
     path, expected = known_answers
-    cfg = compose_train([*FAST, *EVAL, f"eval.path={path}"])
+    url = f"sqlite:///{tmp_path / 'registry.db'}"
+    cfg = compose_train([*FAST, *EVAL, f"eval.path={path}", f"registry.url={url}"])
     result = train(cfg, tmp_path / "run")
 
     scalars = read_scalars(tmp_path / "run" / "tb")
@@ -97,6 +99,19 @@ def test_accuracy_scalars_and_samples_match_independent_generation(
     rows = [line for line in table.splitlines() if line.startswith("| k")]
     assert [r.split(" | ")[0] for r in rows] == ["| k0", "| k1", "| k2"]  # eval.samples=3
     assert rows[1].rstrip(" |").endswith("False") and rows[0].rstrip(" |").endswith("True")
+
+    # the registry holds both evaluations, each with its six predictions
+    with Registry.open_existing(url) as reg:
+        run = list_runs(reg)[0]
+        evaluations = list_evaluations(reg, run.id)
+        latest = latest_evaluation(reg, run.id)
+    assert sorted(e.step for e in evaluations) == [3, 6]
+    assert latest is not None and latest.step == 6
+    assert latest.accuracy == pytest.approx(4 / 6) and latest.eval_sha256 == file_sha256(path)
+    assert latest.target == str(tmp_path / "run" / "checkpoints" / "6")
+    assert [(p["id"], p["correct"]) for p in latest.predictions] == [
+        (f"k{n}", n not in (1, 4)) for n in range(6)
+    ]
 
 
 def test_checkpoint_meta_keeps_accuracy_for_a_finished_run(

@@ -23,6 +23,7 @@ from tunixrt.data import (
 )
 from tunixrt.data.pipeline import generated_traces, load_data, only_families
 from tunixrt.data.schema import Chat, Pair, Step, Trace
+from tunixrt.data.synthetic.build import held_out_problems, problem_key
 
 
 @pytest.fixture(scope="module")
@@ -254,6 +255,9 @@ def test_generated_traces_avoid_held_out_prompts_and_follow_the_seed() -> None:
         json.loads(line)["prompt"] for line in (BUNDLED / "valid.jsonl").read_text().splitlines()
     }
     assert not held & {t.prompt for t in first}
+    # nor is any the same problem as a held-out one in other words
+    keys, _ = held_out_problems(json.loads((BUNDLED / "manifest.json").read_text()))
+    assert not keys & {problem_key(t.meta["family"], t.meta["params"]) for t in first}
     assert [t.prompt for t in generated_traces(cfg, seed=0)] == [t.prompt for t in first]
     assert [t.prompt for t in generated_traces(cfg, seed=1)] != [t.prompt for t in first]
     # each drawn trace ends with its own answer, as the generator's traces do

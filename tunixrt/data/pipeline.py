@@ -85,8 +85,9 @@ def only_families(
 
 
 def generated_traces(cfg: DatasetConfig, seed: int) -> list[Example]:
-    """cfg.generate traces per family from the bundled generator, none of whose prompts
-    is held out (valid_path, eval_path)."""
+    """cfg.generate traces per family from the bundled generator, none of which is a
+    problem of the bundled valid or eval split (in any wording) or has a prompt of
+    valid_path or eval_path."""
     from tunixrt.data.synthetic.build import FAMILIES, draw_training, trace_record
 
     families = cfg.families or list(FAMILIES)
@@ -96,9 +97,32 @@ def generated_traces(cfg: DatasetConfig, seed: int) -> list[Example]:
             f"invalid config value dataset.families={families}: {unknown} are not task "
             f"families of the generator (known: {sorted(FAMILIES)})"
         )
-    held_out = _held_out_prompts(cfg)
-    rows = draw_training(families, cfg.generate, seed, held_out)
+    keys, bundled = _bundled_held_out()
+    held_out = _held_out_prompts(cfg) | {problem.prompt for _, _, problem in bundled}
+    rows = draw_training(families, cfg.generate, seed, held_out, keys)
     return [parse_example(trace_record("generated", i, *row)) for i, row in enumerate(rows)]
+
+
+def _bundled_held_out() -> tuple[set[str], list[Any]]:
+    """The bundled dataset's valid and eval problems, drawn again from its manifest;
+    checked against its eval file, so a generator that drifted cannot leak eval problems
+    into training."""
+    import json
+
+    from tunixrt.data.synthetic.build import held_out_problems
+    from tunixrt.paths import repo_path
+
+    folder = repo_path("datasets", "dev-reasoning")
+    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    keys, rows = held_out_problems(manifest)
+    drawn = {problem.prompt for _, _, problem in rows}
+    shipped = set(read_jsonl(folder / "eval.jsonl", _prompt))
+    if not shipped <= drawn:
+        raise RuntimeError(
+            f"the generator no longer draws {folder / 'eval.jsonl'}'s problems; regenerate "
+            "the dataset (datasets/dev-reasoning/README.md) before drawing training traces"
+        )
+    return keys, rows
 
 
 def _held_out_prompts(cfg: DatasetConfig) -> set[str]:

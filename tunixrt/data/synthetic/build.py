@@ -109,12 +109,36 @@ def draw_problems(
     return out
 
 
+def held_out_problems(manifest: dict[str, Any]) -> tuple[set[str], list[Row]]:
+    """The problem keys and rows of the valid and eval splits of a dataset `build`
+    wrote, drawn again from its manifest's seed and split sizes."""
+    keys: set[str] = set()
+    prompts: set[str] = set()
+    splits = {
+        name: draw_problems(
+            name,
+            manifest["files"][f"{name}.jsonl"]["records"],
+            int(manifest["seed"]),
+            keys,
+            prompts,
+        )
+        for name in ("train", "valid", "eval")
+    }
+    rows = splits["valid"] + splits["eval"]
+    return {problem_key(family, problem.params) for family, _, problem in rows}, rows
+
+
 def draw_training(
-    families: Sequence[str], per_family: int, seed: int, held_out: set[str]
+    families: Sequence[str],
+    per_family: int,
+    seed: int,
+    held_out: set[str],
+    held_out_keys: set[str],
 ) -> list[Row]:
     """per_family problems of each family (difficulties balanced, order shuffled) whose
-    prompts are not in `held_out`. Unlike a split, repeats are allowed: several families
-    have fewer distinct problems than a long training run draws."""
+    prompts are not in `held_out` and whose problems (keys) are not in `held_out_keys`,
+    so a problem asked in other words is held out too. Unlike a split, repeats are
+    allowed: several families have fewer distinct problems than a long run draws."""
     rng = random.Random(f"{DATASET_KEY}:{seed}:generated:{','.join(families)}")
     slots = [
         (family, DIFFICULTIES[i % len(DIFFICULTIES)])
@@ -126,7 +150,10 @@ def draw_training(
     for family, difficulty in slots:
         for _ in range(MAX_ATTEMPTS):
             problem = FAMILIES[family](rng, difficulty)
-            if problem.prompt not in held_out:
+            if (
+                problem.prompt not in held_out
+                and problem_key(family, problem.params) not in held_out_keys
+            ):
                 break
         else:
             raise RuntimeError(

@@ -47,10 +47,8 @@ coverage: $(VENV)/.installed-dev  ## the suite under coverage (subprocesses too)
 	$(BIN)/coverage combine --quiet
 	$(BIN)/coverage report
 
-# The learning proofs take minutes and do not depend on the Python version: the coverage
-# run (Python 3.11) runs them, this one leaves them out.
-test-312:  ## the README's test command on Python 3.12, in .venv-3.12 (no learning proofs)
-	$(MAKE) test PYTHON=$(PYTHON_312) VENV=.venv-3.12 PYTEST_ARGS='-m "not learning" $(PYTEST_ARGS)'
+test-312:  ## the README's test command on Python 3.12, in .venv-3.12
+	$(MAKE) test PYTHON=$(PYTHON_312) VENV=.venv-3.12
 
 check: lint security secrets coverage test-312  ## every CI gate
 

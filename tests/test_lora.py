@@ -93,7 +93,9 @@ def test_merged_weights_equal_base_plus_scaled_product():
     np.testing.assert_allclose(merged.kernel[...], w + (8.0 / 4) * a @ b, atol=1e-6, rtol=0)
     assert not jax.tree.leaves(nnx.state(model, LoRAParam))
     after = np.asarray(forward(model, tokens(1)))
-    np.testing.assert_allclose(after, before, atol=1e-5, rtol=0)
+    # x @ (W + sAB) and x @ W + s(xA)B round differently in float32; logits of size ~2
+    # differ by about 1e-5 on some CPUs, a wrong merge by far more
+    np.testing.assert_allclose(after, before, atol=5e-5, rtol=0)
     assert (
         np.abs(after - np.asarray(forward(Decoder(CFG, rngs=nnx.Rngs(0)), tokens(1)))).max() > 1e-2
     )

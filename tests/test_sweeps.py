@@ -32,7 +32,7 @@ def hparams_records(tb_dir: Path) -> dict[str, object]:
     data = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"])
     experiment = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"])
     metrics = [m.name.tag for m in experiment.experiment.metric_infos]
-    assert metrics == ["eval/loss", "train/loss"]
+    assert metrics == ["eval/loss", "train/loss", "eval/accuracy"]
     return {
         k: v.number_value if v.HasField("number_value") else v.string_value
         for k, v in data.session_start_info.hparams.items()

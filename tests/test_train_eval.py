@@ -80,12 +80,14 @@ def test_accuracy_scalars_and_samples_match_independent_generation(
 ) -> None:
     path, expected = known_answers
     url = f"sqlite:///{tmp_path / 'registry.db'}"
-    cfg = compose_train([*FAST, *EVAL, f"eval.path={path}", f"registry.url={url}"])
+    cfg = compose_train(
+        [*FAST, *EVAL, f"eval.path={path}", f"registry.url={url}", "eval.every=4"]
+    )
     result = train(cfg, tmp_path / "run")
 
     scalars = read_scalars(tmp_path / "run" / "tb")
-    # eval.every follows trainer.eval_every (3 in debug=fast): steps 3 and 6
-    assert [s for s, _ in scalars["eval/accuracy"]] == [3, 6]
+    # every 4 steps, and at the end
+    assert [s for s, _ in scalars["eval/accuracy"]] == [4, 6]
     final = {tag: values[-1][1] for tag, values in scalars.items()}
     assert final["eval/accuracy"] == pytest.approx(expected["eval/accuracy"])
     assert final["eval/accuracy/first"] == pytest.approx(expected["eval/accuracy/first"])
@@ -105,10 +107,12 @@ def test_accuracy_scalars_and_samples_match_independent_generation(
         run = list_runs(reg)[0]
         evaluations = list_evaluations(reg, run.id)
         latest = latest_evaluation(reg, run.id)
-    assert sorted(e.step for e in evaluations) == [3, 6]
+    assert sorted(e.step for e in evaluations) == [4, 6]
     assert latest is not None and latest.step == 6
     assert latest.accuracy == pytest.approx(4 / 6) and latest.eval_sha256 == file_sha256(path)
     assert latest.target == str(tmp_path / "run" / "checkpoints" / "6")
+    first = min(evaluations, key=lambda e: e.step or 0)
+    assert first.target == str(tmp_path / "run")  # step 4 saves no checkpoint
     assert [(p["id"], p["correct"]) for p in latest.predictions] == [
         (f"k{n}", n not in (1, 4)) for n in range(6)
     ]

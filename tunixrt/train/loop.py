@@ -185,7 +185,10 @@ def _eval_answers(run: Run, step: int) -> float:
     run.writer.write_scalars(step, report.scalars())
     run.writer.write_text(step, "eval/samples", sample_table(report, s.answers.samples))
     if run.recorder is not None:
-        run.recorder.evaluation(report, str(run.checkpointer.directory / str(step)))
+        # the checkpoint this step saves, or the run folder when it saves none
+        saved = run.checkpointer.due(step) or step == s.cfg.trainer.max_steps
+        target = run.checkpointer.directory / str(step) if saved else run.run_dir
+        run.recorder.evaluation(report, str(target))
     log_report(report, step)
     return report.accuracy
 

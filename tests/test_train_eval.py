@@ -80,9 +80,7 @@ def test_accuracy_scalars_and_samples_match_independent_generation(
 ) -> None:
     path, expected = known_answers
     url = f"sqlite:///{tmp_path / 'registry.db'}"
-    cfg = compose_train(
-        [*FAST, *EVAL, f"eval.path={path}", f"registry.url={url}", "eval.every=4"]
-    )
+    cfg = compose_train([*FAST, *EVAL, f"eval.path={path}", f"registry.url={url}", "eval.every=4"])
     result = train(cfg, tmp_path / "run")
 
     scalars = read_scalars(tmp_path / "run" / "tb")

@@ -409,3 +409,24 @@ def test_the_direction_follows_the_metric(
 def test_a_direction_against_the_metric_is_refused() -> None:
     with pytest.raises(ValueError, match="direction=minimize works against optimized_metric"):
         _settings("minimize").direction_for("eval/accuracy")
+
+
+def test_a_trial_asked_but_never_beaten_fails_after_the_grace_period(tmp_path: Path) -> None:
+    """A sweeper killed between asking a trial and its first heartbeat leaves a RUNNING
+    trial optuna's own stale check never sees; it fails once older than the grace period,
+    while a trial just asked by a live search keeps running."""
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    study = optuna.create_study(storage=open_storage(url, heartbeat_s=1), study_name="s")
+    old = study.ask()
+    with sqlite3.connect(tmp_path / "optuna.db") as conn:  # asked 3 s ago, no heartbeat
+        conn.execute(
+            "UPDATE trials SET datetime_start = datetime(datetime_start, '-3 seconds') "
+            "WHERE trial_id = ?",
+            (old._trial_id,),
+        )
+    # a new sweeper process reads the study as the database holds it
+    study = optuna.load_study(storage=open_storage(url, heartbeat_s=1), study_name="s")
+    fresh = study.ask()
+    _fail_stale(study)
+    states = {t.number: t.state for t in study.get_trials()}
+    assert states == {old.number: TrialState.FAIL, fresh.number: TrialState.RUNNING}

@@ -16,16 +16,19 @@ import threading
 import warnings
 from collections.abc import Sequence
 from contextlib import suppress
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import optuna
+import sqlalchemy as sa
 from hydra.core.config_loader import ConfigLoader
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn
 from hydra.errors import CompactHydraException
 from hydra.plugins.launcher import Launcher
 from omegaconf import DictConfig, OmegaConf
+from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, Trial, TrialState
 
 from tunixrt.files import atomic_write_text
@@ -281,10 +284,31 @@ def _fail_stale(study: optuna.Study) -> None:
     with warnings.catch_warnings():  # experimental in optuna since 2.9, unchanged since
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)
+    _fail_never_beaten(study)
     still = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
     if failed := sorted(running - still):
         numbers = ", ".join(map(str, failed))
         log.warning("marked trials whose sweeper stopped (no heartbeat) as failed: %s", numbers)
+
+
+def _fail_never_beaten(study: optuna.Study) -> None:
+    """Fail the RUNNING trials that never got a heartbeat and were asked longer ago than
+    the grace period: their sweeper died between asking and its first beat, and optuna's
+    own stale check only sees trials that have beaten once."""
+    # A study reads through optuna's caching wrapper; the SQL storage is behind it.
+    storage = getattr(study._storage, "_backend", study._storage)
+    if not isinstance(storage, RDBStorage) or storage.get_heartbeat_interval() is None:
+        return
+    interval = storage.get_heartbeat_interval() or 0
+    with storage.engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT trial_id FROM trial_heartbeats"))
+        beaten = {row[0] for row in rows}
+    # optuna stamps datetime_start with the local clock, as datetime.now() reads it
+    cutoff = datetime.now() - timedelta(seconds=2 * interval)
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        started = trial.datetime_start
+        if trial._trial_id not in beaten and started is not None and started < cutoff:
+            storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
 
 
 def _record_heartbeat(storage: optuna.storages.BaseStorage, trial: Trial) -> None:

@@ -19,18 +19,17 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from jinja2.exceptions import TemplateError, TemplateSyntaxError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from tokenizers import Tokenizer
 
 from tunixrt.data.render import Rendered
 from tunixrt.data.schema import DataError
-from tunixrt.data.tokenize import Encoded
+from tunixrt.data.tokenize import Encoded, encode_texts, flat
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +119,7 @@ class ChatTokenizer:
         template_file: str = "tokenizer_config.json",
     ) -> None:
         self._tok, self.source = tokenizer, source
+        self._config, self._template_file = config, template_file
         self.bos = _token_text(config.get("bos_token"))
         self.eos = _token_text(config.get("eos_token"))
         eos_id = tokenizer.token_to_id(self.eos) if self.eos else None
@@ -197,13 +197,38 @@ class ChatTokenizer:
         except _TEMPLATE_ERRORS as err:
             raise self._template_error(err) from None
 
+    def spec(self) -> dict[str, Any]:
+        """As `TextTokenizer.spec`, with the config (special tokens, chat template) and
+        what renders the template, since transformers and the sandbox may differ."""
+        return {
+            "kind": "chat",
+            "tokenizer": self._tok.to_str(),
+            "config": self._config,
+            "template_file": self._template_file,
+            "renderer": self._renderer_name(),
+            "source": self.source,
+        }
+
+    def _renderer_name(self) -> str | None:
+        from importlib.metadata import version
+
+        if self._render is None:
+            return None
+        package = "jinja2" if self._sandboxed else "transformers"
+        return f"{package} {version(package)}"
+
     def encode(self, rendered: Rendered) -> Encoded:
-        prompt = self.encode_text(self.prompt_text(rendered))
-        text = rendered.reasoning
-        if rendered.answer is not None:
-            text += "\n" + rendered.answer
-        completion = [*self.encode_text(text), self.eos_id]
-        ids = np.asarray(prompt + completion, dtype=np.int32)
-        mask = np.zeros(len(ids), dtype=bool)
-        mask[len(prompt) :] = True
-        return Encoded(ids, mask)
+        return self.encode_many([rendered])[0]
+
+    def encode_many(self, rendered: Sequence[Rendered]) -> list[Encoded]:
+        return flat(*self.encode_parts(rendered)).encoded()
+
+    def encode_parts(self, rendered: Sequence[Rendered]) -> tuple[list[list[int]], list[list[int]]]:
+        """The prompt ids and the completion ids of each example, with one tokenizer
+        call per part for all of them."""
+        prompts = encode_texts(self._tok, [self.prompt_text(r) for r in rendered])
+        texts = [
+            r.reasoning if r.answer is None else f"{r.reasoning}\n{r.answer}" for r in rendered
+        ]
+        end = [self.eos_id]
+        return prompts, [c + end for c in encode_texts(self._tok, texts)]

@@ -150,6 +150,14 @@ def parse_eval_item(obj: Any) -> EvalItem:
     )
 
 
+def parse_line(line: str, parse: Callable[[Any], T]) -> T:
+    """One JSONL line; a DataError says why it is bad (the caller adds file:line)."""
+    try:
+        return parse(json.loads(line))
+    except json.JSONDecodeError as err:
+        raise DataError(f"invalid JSON: {err.msg} (column {err.colno})") from None
+
+
 def read_jsonl(path: str | Path, parse: Callable[[Any], T]) -> list[T]:
     """Parse every non-blank line; the first bad line raises with `file:line: why`."""
     path = Path(path)
@@ -161,11 +169,7 @@ def read_jsonl(path: str | Path, parse: Callable[[Any], T]) -> list[T]:
             if not line.strip():
                 continue
             try:
-                records.append(parse(json.loads(line)))
-            except json.JSONDecodeError as err:
-                raise DataError(
-                    f"{path}:{lineno}: invalid JSON: {err.msg} (column {err.colno})"
-                ) from None
+                records.append(parse_line(line, parse))
             except DataError as err:
                 raise DataError(f"{path}:{lineno}: {err}") from None
     if not records:

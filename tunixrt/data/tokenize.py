@@ -10,8 +10,13 @@ The mask marks the tokens the loss covers: everything after `<|completion|>`.
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tokenizers import Tokenizer
@@ -32,11 +37,58 @@ class Encoded:
         return int(self.ids.shape[0])
 
 
+def encode_texts(tok: Tokenizer, texts: list[str]) -> list[list[int]]:
+    """Token ids of many texts in one call (`tokenizers` spreads it over threads); the
+    ids of each are those `tok.encode(text)` gives, and "" gives none."""
+    return [e.ids for e in tok.encode_batch_fast(texts, add_special_tokens=False)]
+
+
+@dataclass(frozen=True)
+class Flat:
+    """Encoded examples end to end, as the token cache stores them."""
+
+    ids: np.ndarray  # [tokens] int32
+    lengths: np.ndarray  # [examples] int64: tokens of each example
+    prompt_lengths: np.ndarray  # [examples] int64: its leading tokens outside the loss
+
+    def mask(self) -> np.ndarray:
+        """[tokens] bool, True on completion tokens: a token's place in its example
+        against that example's prompt length."""
+        starts = np.cumsum(self.lengths) - self.lengths
+        place = np.arange(len(self.ids)) - np.repeat(starts, self.lengths)
+        return place >= np.repeat(self.prompt_lengths, self.lengths)
+
+    def encoded(self) -> list[Encoded]:
+        if not len(self.lengths):
+            return []
+        cuts = np.cumsum(self.lengths)[:-1]
+        return [
+            Encoded(ids, mask)
+            for ids, mask in zip(np.split(self.ids, cuts), np.split(self.mask(), cuts), strict=True)
+        ]
+
+
+def flat(prompts: Sequence[list[int]], completions: Sequence[list[int]]) -> Flat:
+    """Each example's prompt ids then its completion ids, all end to end."""
+    prompt_lengths = np.fromiter(map(len, prompts), np.int64, len(prompts))
+    lengths = prompt_lengths + np.fromiter(map(len, completions), np.int64, len(completions))
+    pieces = chain.from_iterable(chain.from_iterable(zip(prompts, completions, strict=True)))
+    ids = np.fromiter(pieces, np.int32, int(lengths.sum()))
+    return Flat(ids, lengths, prompt_lengths)
+
+
+def spec_hash(spec: dict[str, Any]) -> str:
+    """sha256 of a tokenizer's spec (see `TextTokenizer.spec`), without its source path:
+    equal for tokenizers that encode alike wherever their files are."""
+    content = {k: v for k, v in spec.items() if k != "source"}
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+
+
 class TextTokenizer:
     """A Hugging Face `tokenizers` tokenizer with tunixrt's template tokens."""
 
     def __init__(self, tokenizer: Tokenizer, source: str = "<memory>") -> None:
-        self._tok = tokenizer
+        self._tok, self.source = tokenizer, source
         # A marker such as "<|eos|>" written in the data is text, not a template token.
         self._tok.encode_special_tokens = True
         found = {name: tokenizer.token_to_id(name) for name in SPECIAL_TOKENS}
@@ -72,21 +124,32 @@ class TextTokenizer:
     def decode(self, ids: list[int]) -> str:
         return str(self._tok.decode(ids, skip_special_tokens=True))
 
+    def spec(self) -> dict[str, Any]:
+        """Everything that decides the ids, as JSON: another process rebuilds this
+        tokenizer from it (`tunixrt.data.cache`), and its hash keys the token cache."""
+        return {"kind": "text", "tokenizer": self._tok.to_str(), "source": self.source}
+
     def encode(self, rendered: Rendered) -> Encoded:
-        prompt = [
-            self.bos_id,
-            self.prompt_id,
-            *self.encode_text(rendered.prompt),
-            self.completion_id,
-        ]
-        completion = self.encode_text(rendered.reasoning)
-        if rendered.answer is not None:
-            completion += [self.answer_id, *self.encode_text(rendered.answer)]
-        completion.append(self.eos_id)
-        ids = np.asarray(prompt + completion, dtype=np.int32)
-        mask = np.zeros(len(ids), dtype=bool)
-        mask[len(prompt) :] = True
-        return Encoded(ids, mask)
+        return self.encode_many([rendered])[0]
+
+    def encode_many(self, rendered: Sequence[Rendered]) -> list[Encoded]:
+        return flat(*self.encode_parts(rendered)).encoded()
+
+    def encode_parts(self, rendered: Sequence[Rendered]) -> tuple[list[list[int]], list[list[int]]]:
+        """The prompt ids and the completion ids of each example, with one tokenizer
+        call per part for all of them."""
+        prompts = encode_texts(self._tok, [r.prompt for r in rendered])
+        reasoning = encode_texts(self._tok, [r.reasoning for r in rendered])
+        answers = encode_texts(self._tok, [r.answer or "" for r in rendered])
+        head, mid, end = [self.bos_id, self.prompt_id], [self.completion_id], [self.eos_id]
+        marker = [self.answer_id]
+        return (
+            [head + p + mid for p in prompts],
+            [
+                c + marker + a + end if r.answer is not None else c + end
+                for r, c, a in zip(rendered, reasoning, answers, strict=True)
+            ],
+        )
 
     def encode_prompt(self, prompt: str) -> list[int]:
         """The ids a generator starts from: the prompt part of `encode`."""

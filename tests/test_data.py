@@ -14,6 +14,7 @@ from tunixrt.config import DatasetConfig
 from tunixrt.data import (
     BatchIterator,
     DataError,
+    IteratorState,
     Rendered,
     TextTokenizer,
     fixed_batches,
@@ -273,3 +274,86 @@ def test_generated_data_trains_in_place_of_the_file() -> None:
     cfg = bundled_config(families=["sequence"], generate=40)
     data = load_data(cfg, rows=4, seq_len=192, eval_batches=1, seed=0)
     assert data.train_examples == 40
+
+
+# ------------------------------------------------------------------------ batch encoding
+
+
+def test_encode_many_equals_encoding_one_at_a_time(tok):
+    rendered = [
+        Rendered("What is 2 + 3?", "2 + 3 = 5.", "5"),
+        Rendered("p", "", None),  # an empty completion still ends with <|eos|>
+        Rendered("", "only reasoning <|eos|>", ""),
+        Rendered("say <|answer|>", "a\nb", "x y"),
+    ]
+    many = tok.encode_many(rendered)
+    for r, got in zip(rendered, many, strict=True):
+        prompt = [tok.bos_id, tok.prompt_id, *tok.encode_text(r.prompt), tok.completion_id]
+        completion = tok.encode_text(r.reasoning)
+        if r.answer is not None:
+            completion += [tok.answer_id, *tok.encode_text(r.answer)]
+        assert got.ids.tolist() == prompt + completion + [tok.eos_id]
+        assert got.mask.tolist() == [False] * len(prompt) + [True] * (len(completion) + 1)
+    assert tok.encode_many([]) == []
+
+
+# ------------------------------------------------------------------ shards of each batch
+
+
+def varied(tok, n: int) -> list:
+    """Examples of many lengths, some longer than a 32-token row."""
+    rng = np.random.default_rng(0)
+    words = ["7", "12 + 30", "reverse the words", "the answer is 42"]
+    out = []
+    for _ in range(n):
+        text = " ".join(rng.choice(words, size=rng.integers(1, 12)))
+        out.append(tok.encode(Rendered(text[:20], text, "1")))
+    return out
+
+
+@pytest.mark.parametrize("pack", [True, False])
+def test_two_processes_shards_together_are_the_one_process_batch(tok, pack):
+    examples = varied(tok, 53)
+    assert max(len(e) for e in examples) > 33  # some rows truncate
+    whole = batches(tok, examples, rows=4, pack=pack, seed=2)
+    shards = [batches(tok, examples, rows=4, pack=pack, seed=2, shard=(p, 2)) for p in (0, 1)]
+    for _ in range(30):  # across epochs
+        want = next(whole)
+        parts = [next(s) for s in shards]
+        assert parts[0]["inputs"].shape == (2, 32)
+        for key, value in want.items():
+            np.testing.assert_array_equal(np.concatenate([p[key] for p in parts]), value)
+        assert all(s.state == whole.state for s in shards)
+    assert whole.state.epoch >= 1
+
+
+def test_a_shard_must_split_the_rows_evenly(tok):
+    with pytest.raises(ValueError, match="3 rows cannot be split as shard 0 of 2"):
+        batches(tok, _encoded(tok, 4), rows=3, shard=(0, 2))
+    with pytest.raises(ValueError, match="shard 2 of 2"):
+        batches(tok, _encoded(tok, 4), rows=4, shard=(2, 2))
+
+
+def test_an_order_decides_each_epoch(tok):
+    examples = _encoded(tok, 6)
+
+    def order(seed: int, epoch: int) -> np.ndarray:
+        return np.array([5, 5, 0] if epoch % 2 == 0 else [1])
+
+    it = batches(tok, examples, rows=1, pack=False, order=order)
+    firsts = [next(it)["inputs"][0, : len(examples[0]) - 1] for _ in range(5)]
+    for got, i in zip(firsts, [5, 5, 0, 1, 5], strict=True):
+        np.testing.assert_array_equal(got[: len(examples[i]) - 1], examples[i].ids[:-1])
+
+
+def test_restoring_another_datas_state_is_refused(tok):
+    examples = _encoded(tok, 6)
+    it = batches(tok, examples, data_key="a" * 64)
+    it.restore(IteratorState(seed=0, epoch=1, cursor=2, data_key="a" * 64))
+    assert (it.state.epoch, it.state.cursor) == (1, 2)
+    it.restore(IteratorState(seed=0, epoch=0, cursor=1))  # saved before keys were recorded
+    with pytest.raises(DataError, match="the training data differ from the checkpoint's"):
+        it.restore(IteratorState(seed=0, epoch=0, cursor=1, data_key="b" * 64))
+    state = IteratorState(seed=0, epoch=3, cursor=4, data_key="c" * 64)
+    assert IteratorState.from_dict(state.to_dict()) == state
+    assert IteratorState.from_dict({"seed": 1, "epoch": 2, "cursor": 3}).data_key is None

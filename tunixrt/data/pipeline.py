@@ -4,22 +4,28 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from tunixrt.config import DatasetConfig
-from tunixrt.data.batching import BatchIterator, HostBatch, fixed_batches
+from tunixrt.config import ConfigError, DatasetConfig
+from tunixrt.data.batching import BatchIterator, HostBatch, Order, Shard, fixed_batches
+from tunixrt.data.cache import Summary, cache_key, cache_root, key_parts, prepare
 from tunixrt.data.chat import ChatTokenizer
+from tunixrt.data.chunks import is_kept
+from tunixrt.data.examples import Concat, Examples, InMemory, Subset, usable
+from tunixrt.data.prefetch import Prefetcher
 from tunixrt.data.render import render
 from tunixrt.data.schema import (
     DataError,
     Example,
-    Trace,
     parse_example,
     read_examples,
     read_jsonl,
 )
+from tunixrt.data.sources import data_key, mixture_order, mixture_weights, resolve_files
 from tunixrt.data.tokenize import Encoded, TextTokenizer
 
 log = logging.getLogger(__name__)
@@ -42,30 +48,42 @@ def load_tokenizer(cfg: DatasetConfig, model_path: str | None) -> Tokenizer:
 @dataclass
 class Data:
     tokenizer: Tokenizer
-    train: BatchIterator
+    train: Prefetcher
     eval_batches: list[HostBatch]
     train_examples: int
     valid_examples: int
 
 
+ENCODE_BATCH = 1024  # examples per tokenizer call
+
+
 def encode_all(examples: list[Example], tokenizer: Tokenizer) -> list[Encoded]:
-    return [tokenizer.encode(render(e)) for e in examples]
+    rendered = [render(e) for e in examples]
+    out: list[Encoded] = []
+    for start in range(0, len(rendered), ENCODE_BATCH):
+        out.extend(tokenizer.encode_many(rendered[start : start + ENCODE_BATCH]))
+    return out
+
+
+def held_out(n: int, fraction: float, seed: int, source: str) -> np.ndarray:
+    """The sorted indices of the `fraction` of n examples held out, chosen by seed, for
+    the eval loss."""
+    if fraction == 0.0:
+        return np.zeros(0, np.int64)
+    n_valid = max(1, round(n * fraction))
+    if n_valid >= n:
+        raise DataError(
+            f"{source}: {n} records are too few to hold out "
+            f"dataset.valid_fraction={fraction} and still train"
+        )
+    return np.sort(np.random.default_rng([seed, 1]).permutation(n)[:n_valid])
 
 
 def split_valid(
     examples: list[Example], fraction: float, seed: int, source: str
 ) -> tuple[list[Example], list[Example]]:
     """Hold out `fraction` of the examples, chosen by seed, for the eval loss."""
-    if fraction == 0.0:
-        return examples, []
-    n_valid = max(1, round(len(examples) * fraction))
-    if n_valid >= len(examples):
-        raise DataError(
-            f"{source}: {len(examples)} records are too few to hold out "
-            f"dataset.valid_fraction={fraction} and still train"
-        )
-    order = np.random.default_rng([seed, 1]).permutation(len(examples))
-    held = set(order[:n_valid].tolist())
+    held = set(held_out(len(examples), fraction, seed, source).tolist())
     train = [e for i, e in enumerate(examples) if i not in held]
     return train, [examples[i] for i in sorted(held)]
 
@@ -76,9 +94,7 @@ def only_families(
     """The traces whose meta.family is one of `families` (None: every example)."""
     if families is None:
         return examples
-    kept: list[Example] = [
-        e for e in examples if isinstance(e, Trace) and e.meta.get("family") in families
-    ]
+    kept: list[Example] = [e for e in examples if is_kept(e, families)]
     if not kept:
         raise DataError(f"{source}: no trace has a meta.family in dataset.families={families}")
     return kept
@@ -139,16 +155,84 @@ def _prompt(obj: Any) -> str | None:
     return prompt if isinstance(prompt, str) else None
 
 
-def _warn_truncation(encoded: list[Encoded], seq_len: int, source: str) -> None:
-    too_long = sum(len(e) - 1 > seq_len for e in encoded)
+def _warn_truncation(lengths: np.ndarray, seq_len: int, source: str) -> None:
+    too_long = int(np.count_nonzero(lengths - 1 > seq_len))
     if too_long:
         log.warning(
             "%s: %d of %d examples are longer than trainer.seq_len=%d and are truncated",
             source,
             too_long,
-            len(encoded),
+            len(lengths),
             seq_len,
         )
+
+
+@dataclass
+class Sets:
+    """The training examples (and how an epoch orders them) and the held-out ones."""
+
+    train: Examples
+    valid: Examples
+    source: str  # for messages: the file(s) or the generator
+    order: Order | None = None  # None: a shuffle of `train` by (seed, epoch)
+    key: str | None = None  # tunixrt.data.sources.data_key
+
+
+def file_examples(path: Path, cfg: DatasetConfig, tokenizer: Tokenizer) -> tuple[Examples, str]:
+    """One file's examples (after dataset.families) and its cache key: memory-mapped
+    from the cache, built first if needed; read whole when dataset.cache_dir is null."""
+    root = cache_root(cfg.cache_dir)
+    if root is not None:
+        cached = prepare(path, tokenizer, families=cfg.families, root=root, workers=cfg.workers)
+        return cached, cached.key
+    records = only_families(read_examples(path), cfg.families, str(path))
+    key = cache_key(key_parts(path, tokenizer, cfg.families, None))
+    return InMemory(encode_all(records, tokenizer)), key
+
+
+def file_sets(cfg: DatasetConfig, tokenizer: Tokenizer, seed: int) -> Sets:
+    """dataset.path's files, held out from (dataset.valid_fraction of all of them) or
+    with dataset.valid_path, drawn as dataset.mixture says."""
+    files = resolve_files(cfg.path)
+    weights = mixture_weights(cfg.mixture, files)
+    source = str(files[0]) if len(files) == 1 else f"{len(files)} files ({files[0]}, ...)"
+    loaded = [file_examples(f, cfg, tokenizer) for f in files]
+    parts, keys = [e for e, _ in loaded], [k for _, k in loaded]
+    if cfg.valid_path is not None:
+        valid, valid_tag = file_examples(Path(cfg.valid_path), cfg, tokenizer)
+    else:
+        whole = Concat(parts)
+        held = held_out(len(whole), cfg.valid_fraction, seed, source)
+        valid, valid_tag = Subset(whole, held), f"fraction {cfg.valid_fraction!r}"
+        parts = _without(parts, whole.starts, held)
+    parts = [usable(p) for p in parts]
+    train = parts[0] if len(parts) == 1 else Concat(parts)
+    order = None
+    if weights is not None:
+        order = partial(mixture_order, [len(p) for p in parts], weights)
+    return Sets(train, valid, source, order, data_key(keys, weights, valid_tag))
+
+
+def _without(parts: list[Examples], starts: np.ndarray, held: np.ndarray) -> list[Examples]:
+    """Each part less the held-out examples (`held`: indices into the parts end to end)."""
+    out: list[Examples] = []
+    for i, part in enumerate(parts):
+        mine = held[(held >= starts[i]) & (held < starts[i + 1])] - starts[i]
+        keep = np.setdiff1d(np.arange(len(part)), mine, assume_unique=True)
+        out.append(part if len(keep) == len(part) else Subset(part, keep))
+    return out
+
+
+def generated_sets(cfg: DatasetConfig, tokenizer: Tokenizer, seed: int) -> Sets:
+    """Traces of the bundled generator, held in memory (they are few)."""
+    records = generated_traces(cfg, seed)
+    source = f"the generator ({cfg.generate} per family)"
+    if cfg.valid_path is not None:
+        valid, _ = file_examples(Path(cfg.valid_path), cfg, tokenizer)
+    else:
+        records, held = split_valid(records, cfg.valid_fraction, seed, source)
+        valid = InMemory(encode_all(held, tokenizer))
+    return Sets(InMemory(encode_all(records, tokenizer)), valid, source)
 
 
 def load_data(
@@ -159,34 +243,29 @@ def load_data(
     eval_batches: int,
     seed: int,
     model_path: str | None = None,
+    shard: Shard = (0, 1),
 ) -> Data:
-    """Read, validate and encode everything up front, so bad data fails before compiling."""
+    """Tokenize (or find in the cache) every example up front, so bad data fails before
+    compiling; `shard` is this process's part of each batch (index, count)."""
     tokenizer = load_tokenizer(cfg, model_path)
-    if cfg.generate:
-        train_records = generated_traces(cfg, seed)
-        source = f"the generator ({cfg.generate} per family)"
-    else:
-        train_records = only_families(read_examples(cfg.path), cfg.families, cfg.path)
-        source = cfg.path
-    if cfg.valid_path is not None:
-        valid_records = only_families(read_examples(cfg.valid_path), cfg.families, cfg.valid_path)
-    else:
-        train_records, valid_records = split_valid(train_records, cfg.valid_fraction, seed, source)
-    train_enc = encode_all(train_records, tokenizer)
-    valid_enc = encode_all(valid_records, tokenizer)
-    _warn_truncation(train_enc, seq_len, source)
+    sets = generated_sets(cfg, tokenizer, seed) if cfg.generate else file_sets(cfg, tokenizer, seed)
+    _warn_truncation(sets.train.lengths, seq_len, sets.source)
     train = BatchIterator(
-        train_enc,
+        sets.train,
         rows=rows,
         seq_len=seq_len,
         pad_id=tokenizer.pad_id,
         pack=cfg.pack,
         loss_on_prompt=cfg.loss_on_prompt,
         seed=seed,
+        order=sets.order,
+        shard=shard,
+        data_key=sets.key,
     )
-    evals = (
-        fixed_batches(
-            valid_enc,
+    evals = []
+    if len(sets.valid):
+        evals = fixed_batches(
+            sets.valid,
             count=eval_batches,
             rows=rows,
             seq_len=seq_len,
@@ -194,10 +273,33 @@ def load_data(
             pack=cfg.pack,
             loss_on_prompt=cfg.loss_on_prompt,
         )
-        if valid_enc
-        else []
-    )
     log.info(
-        "data: %d train and %d held-out examples from %s", len(train_enc), len(valid_enc), source
+        "data: %d train and %d held-out examples from %s",
+        len(sets.train),
+        len(sets.valid),
+        sets.source,
     )
-    return Data(tokenizer, train, evals, len(train_enc), len(valid_enc))
+    return Data(tokenizer, Prefetcher(train), evals, len(sets.train), len(sets.valid))
+
+
+def prepare_caches(
+    cfg: DatasetConfig, *, seq_len: int, model_path: str | None = None
+) -> list[tuple[str, Summary]]:
+    """Build (or find) the token cache of every file the config trains and holds out
+    on: ("train" or "valid", what its cache holds) per file."""
+    root = cache_root(cfg.cache_dir)
+    if root is None:
+        raise ConfigError("dataset.cache_dir is null: no token cache to prepare")
+    tokenizer = load_tokenizer(cfg, model_path)
+    files: list[tuple[str, Path]] = []
+    if not cfg.generate:  # generated traces are drawn in memory at each start
+        train = resolve_files(cfg.path)
+        mixture_weights(cfg.mixture, train)  # one weight per file, checked before the work
+        files += [("train", f) for f in train]
+    if cfg.valid_path is not None:
+        files.append(("valid", Path(cfg.valid_path)))
+    out = []
+    for role, path in files:
+        cached = prepare(path, tokenizer, families=cfg.families, root=root, workers=cfg.workers)
+        out.append((role, Summary.of(cached, seq_len)))
+    return out

@@ -29,6 +29,8 @@ MUTABLE = (
     "checkpoint.",
     "run.",
     "registry.",
+    "dataset.cache_dir",
+    "dataset.workers",
     "device.platform",
     "device.preallocate",
     "device.mem_fraction",

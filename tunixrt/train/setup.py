@@ -91,6 +91,7 @@ def setup(
         seq_len=t.seq_len,
         eval_batches=t.eval_batches,
         seed=cfg.seed,
+        shard=(jax.process_index(), jax.process_count()),  # this process's rows of a batch
     )
     model = build_model(
         cfg.model,

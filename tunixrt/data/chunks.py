@@ -1,0 +1,113 @@
+"""Parse, render and tokenize one byte range of a JSONL file into flat token arrays.
+
+This is the work of the token cache's worker processes (tunixrt.data.cache), so the
+module imports only what that work needs: no JAX, no registry. A worker rebuilds the
+tokenizer from its JSON spec (`TextTokenizer.spec`) once, then takes chunks.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tokenizers import Tokenizer as HFTokenizer
+
+from tunixrt.data.chat import ChatTokenizer
+from tunixrt.data.render import render
+from tunixrt.data.schema import DataError, Trace, parse_example, parse_line
+from tunixrt.data.tokenize import TextTokenizer, flat
+
+AnyTokenizer = TextTokenizer | ChatTokenizer
+
+
+@dataclass
+class Chunk:
+    """What one byte range held: its examples end to end, or the first bad line."""
+
+    ids: np.ndarray  # [tokens] in the cache's id dtype
+    mask: np.ndarray  # [tokens] bool, True on completion tokens
+    lengths: np.ndarray  # [examples] int64 tokens per example
+    lines: int  # newline-terminated lines in the range (the next range's first line - 1)
+    records: int  # records read, before the families filter
+    error: tuple[int, str] | None = None  # (line within the range, 1-based; reason)
+
+
+def tokenizer_from_spec(spec: dict[str, Any]) -> AnyTokenizer:
+    tok = HFTokenizer.from_str(spec["tokenizer"])
+    if spec["kind"] == "text":
+        return TextTokenizer(tok, spec["source"])
+    return ChatTokenizer(tok, spec["config"], spec["source"], spec["template_file"])
+
+
+def is_kept(example: Any, families: Sequence[str] | None) -> bool:
+    """Whether `dataset.families` keeps a record (None keeps every one)."""
+    if families is None:
+        return True
+    return isinstance(example, Trace) and example.meta.get("family") in families
+
+
+def tokenize_chunk(
+    data: bytes, tokenizer: AnyTokenizer, families: Sequence[str] | None, id_dtype: str
+) -> Chunk:
+    """Every record of `data` (whole lines of a JSONL file) encoded as `tokenizer.encode`
+    would encode it; stops at the first bad line."""
+    lines = data.count(b"\n")
+    text, bad = _decode(data)
+    rendered, records = [], 0
+    for lineno, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            example = parse_line(line, parse_example)
+        except DataError as err:
+            return _failed(lines, records, lineno, str(err))
+        records += 1
+        if is_kept(example, families):
+            rendered.append(render(example))
+    if bad is not None:
+        return _failed(lines, records, *bad)
+    encoded = flat(*tokenizer.encode_parts(rendered))
+    return Chunk(encoded.ids.astype(id_dtype), encoded.mask(), encoded.lengths, lines, records)
+
+
+def _decode(data: bytes) -> tuple[str, tuple[int, str] | None]:
+    """The text of `data`; where it is not UTF-8, that of the lines before the first bad
+    byte, and that line with the reason."""
+    try:
+        return data.decode("utf-8"), None
+    except UnicodeDecodeError as err:
+        cut = data.rfind(b"\n", 0, err.start) + 1
+        line = data.count(b"\n", 0, cut) + 1
+        return data[:cut].decode("utf-8"), (line, f"invalid UTF-8 (column {err.start - cut + 1})")
+
+
+def _failed(lines: int, records: int, line: int, reason: str) -> Chunk:
+    empty = np.zeros(0, np.int64)
+    return Chunk(empty, empty.astype(bool), empty, lines, records, (line, reason))
+
+
+# -- in a worker process ------------------------------------------------------------------
+
+_tokenizer: AnyTokenizer | None = None
+
+
+def start_worker(spec: dict[str, Any]) -> None:
+    """Pool initializer: the tokenizer, once per process. `tokenizers` would otherwise
+    start a thread per core in every worker, while the workers already fill the cores."""
+    global _tokenizer
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    _tokenizer = tokenizer_from_spec(spec)
+
+
+def work(task: tuple[str, int, int, list[str] | None, str]) -> Chunk:
+    """Tokenize bytes [start, end) of a file: the task a worker gets."""
+    path, start, end, families, id_dtype = task
+    assert _tokenizer is not None, "start_worker runs first"
+    with Path(path).open("rb") as f:
+        f.seek(start)
+        data = f.read(end - start)
+    return tokenize_chunk(data, _tokenizer, families, id_dtype)

@@ -1,5 +1,5 @@
-"""`tunixrt`: subcommands around training: `bench`, `export`, `eval` (and `eval compare`),
-`generate`, `runs`, `db`.
+"""`tunixrt`: subcommands around training: `bench`, `data`, `export`, `eval` (and
+`eval compare`), `generate`, `runs`, `db`.
 
 Every subcommand reports bad input (an `InputError`: a config value, a file, a run id,
 an unreachable registry) here, in one place: one line on stderr naming the command,
@@ -13,7 +13,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from tunixrt.cli import bench, db, evaluate, export, generate, runs
+from tunixrt.cli import bench, data, db, evaluate, export, generate, runs
 from tunixrt.errors import InputError
 
 INPUT_ERROR_EXIT = 2
@@ -26,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     sub = parser.add_subparsers(dest="command", required=True)
     bench.add_parser(sub)
+    data.add_parser(sub)
     export.add_parser(sub)
     evaluate.add_parser(sub)
     generate.add_parser(sub)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import signal
 import subprocess
 from collections.abc import Callable
@@ -19,10 +20,12 @@ import pytest
 from flax import nnx
 
 from tests.helpers.config import compose_train
+from tests.helpers.paths import DEV_DATA
 from tests.helpers.processes import start_train
 from tests.helpers.tensorboard import read_scalars
 from tunixrt.checkpoint import Checkpointer
 from tunixrt.config import ConfigError
+from tunixrt.data import DataError
 from tunixrt.export import export, load_model
 from tunixrt.models.hf import load_pretrained
 from tunixrt.registry import Registry, RunDetails, get_run, list_runs
@@ -36,6 +39,8 @@ STEPS = 40
 
 def overrides(cache: Path, **extra: object) -> list[str]:
     base = {
+        # the token cache beside the compile cache (a folder of the module's own)
+        "dataset.cache_dir": str(cache / "tokens"),
         "debug": "fast",
         "trainer.max_steps": STEPS,
         "trainer.log_every": 1,
@@ -261,6 +266,45 @@ def test_nan_stops_with_the_step_and_keeps_the_last_good_checkpoint(
 
 def test_compile_cache_is_filled(cache, reference):
     assert any(cache.iterdir())
+    assert list((cache / "tokens").glob("train-*/ids.npy"))  # the run read the token cache
+
+
+def test_a_run_read_from_memory_resumes_from_the_cache_exactly(tmp_path, cache, reference):
+    """Steps 1-13 tokenized in memory (dataset.cache_dir=null), 14-40 from the token
+    cache: the same losses and weights as the reference, which read the cache all along."""
+    train(
+        compose_train(overrides(cache, **{"trainer.max_steps": 13, "dataset.cache_dir": "null"})),
+        tmp_path,
+    )
+    result = train(compose_train(overrides(cache)), tmp_path)
+    assert result.resumed_from == 13
+    assert_same_run(tmp_path, reference)
+
+
+def test_unpacked_losses_are_the_same_with_and_without_the_cache(tmp_path, cache):
+    runs = {}
+    for where in ("null", str(tmp_path / "tokens")):
+        run_dir = tmp_path / where.replace("/", "_")
+        extra = {"trainer.max_steps": 8, "dataset.pack": False, "dataset.cache_dir": where}
+        train(compose_train(overrides(cache, **extra)), run_dir)
+        runs[where] = run_dir
+    memory, cached = runs.values()
+    assert [s for s, _ in losses(cached)] == list(range(1, 9))
+    assert losses(memory) == losses(cached)
+    jax.tree.map(np.testing.assert_array_equal, params(memory, 8), params(cached, 8))
+
+
+def test_a_changed_data_file_stops_the_resume(tmp_path, cache):
+    data = tmp_path / "train.jsonl"
+    shutil.copy(DEV_DATA / "train.jsonl", data)
+    extra = {"dataset": "jsonl", "dataset.path": str(data), "trainer.max_steps": 4}
+    train(compose_train(overrides(cache, **extra)), tmp_path / "run")
+    lines = data.read_text().splitlines(keepends=True)
+    data.write_text("".join(lines[1:] + lines[:1]))  # the same records, another order
+    with pytest.raises(DataError, match="the training data differ from the checkpoint's"):
+        train(
+            compose_train(overrides(cache, **{**extra, "trainer.max_steps": 8})), tmp_path / "run"
+        )
 
 
 def saved_arrays(item: Path) -> list[str]:

@@ -81,6 +81,10 @@ def _field(obj: dict[str, Any], key: str, kind: type, *, optional: bool = False)
 
 
 def _parse_step(obj: Any, n: int) -> Step:
+    if type(obj) is dict:  # the well-formed step, checked in one go (JSON gives exact types)
+        i, kind, content = obj.get("i"), obj.get("type"), obj.get("content")
+        if type(i) is int and type(kind) is str and type(content) is str:
+            return Step(i, kind, content)
     if not isinstance(obj, dict):
         raise DataError(f"steps[{n}] must be an object")
     try:

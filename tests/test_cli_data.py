@@ -53,7 +53,7 @@ def test_table_names_each_file_its_counts_and_its_folder(capsys, tmp_path):
     assert code == 0
     header, row, *rest = out.splitlines()
     assert header.split() == [
-        "role", "file", "examples", "tokens", "truncated", "dropped", "filtered",
+        "role", "file", "examples", "tokens", "truncated", "dropped", "filtered", "repeated",
         "p50", "p90", "p99", "max",
     ]  # fmt: skip
     assert row.split()[:3] == ["train", str(data), "50"]

@@ -312,12 +312,20 @@ def test_summary_counts_truncated_examples_and_percentiles(tmp_path, tok):
     assert summary.tokens == lengths.sum() and summary.examples == 2400
 
 
-def test_a_damaged_cache_is_refused(tmp_path, tok):
+def test_a_damaged_cache_is_refused_and_built_again(tmp_path, tok):
     folder = prepare(TRAIN, tok, families=None, root=tmp_path).folder
     manifest = json.loads((folder / "manifest.json").read_text())
     (folder / "manifest.json").write_text(json.dumps({**manifest, "tokens": 5}))
     with pytest.raises(DataError, match="disagree"):
         CachedExamples(folder)
+    assert (
+        prepare(TRAIN, tok, families=None, root=tmp_path).manifest["tokens"] == manifest["tokens"]
+    )
+    (folder / "prompts.npy").unlink()
+    with pytest.raises(DataError, match="damaged token cache"):
+        CachedExamples(folder)
+    assert len(prepare(TRAIN, tok, families=None, root=tmp_path)) == 2400
+    assert (folder / "prompts.npy").is_file()
 
 
 def test_a_chat_tokenizer_rebuilt_from_its_spec_encodes_alike(tmp_path):
@@ -341,3 +349,36 @@ def test_a_chat_tokenizer_rebuilt_from_its_spec_encodes_alike(tmp_path):
     assert spec_hash(rebuilt.spec()) == spec_hash(tok.spec())
     (folder / "chat_template.jinja").write_text("{{ messages[0]['content'] }}")
     assert spec_hash(ChatTokenizer.from_folder(folder).spec()) != spec_hash(tok.spec())
+
+
+@pytest.mark.parametrize("cached", [True, False])
+def test_prompts_shared_by_held_out_and_training_examples_are_reported(
+    tmp_path, tok, caplog, cached
+):
+    records = addition_traces(40) + addition_traces(20)  # the first 20 prompts twice
+    path = write_jsonl(tmp_path / "twice.jsonl", records)
+    cfg = DatasetConfig(
+        name="jsonl",
+        path=str(path),
+        valid_fraction=0.25,
+        tokenizer=str(DEV_DATA / "tokenizer.json"),
+        cache_dir=str(tmp_path / "cache") if cached else None,
+    )
+    with caplog.at_level("WARNING", logger="tunixrt.data.pipeline"):
+        load_data(cfg, rows=4, seq_len=64, eval_batches=1, seed=0)
+    train, held = split_valid(read_examples(path), 0.25, 0, str(path))
+    trained = {r.prompt for r in train}
+    shared = sum(r.prompt in trained for r in held)
+    assert 0 < shared < len(held)
+    assert f"{shared} of {len(held)} held-out examples have a prompt" in caplog.text
+    if cached:
+        (folder,) = (tmp_path / "cache").glob("twice-*")
+        assert Summary.of(CachedExamples(folder), 64).repeated == 20 + 40 - len(
+            {r["prompt"] for r in records}
+        )
+
+
+def test_no_report_when_held_out_prompts_are_new(tmp_path, caplog):
+    with caplog.at_level("WARNING", logger="tunixrt.data.pipeline"):
+        load_data(bundled(tmp_path), rows=4, seq_len=64, eval_batches=1, seed=0)
+    assert "held-out examples have a prompt" not in caplog.text

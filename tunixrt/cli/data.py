@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from tunixrt.data.cache import Summary
 
-HEADERS = ["role", "file", "examples", "tokens", "truncated", "dropped", "filtered"]
+HEADERS = ["role", "file", "examples", "tokens", "truncated", "dropped", "filtered", "repeated"]
 
 
 def prepare(args: argparse.Namespace) -> int:
@@ -51,13 +51,15 @@ def report(done: list[tuple[str, Summary]]) -> str:
             s.truncated,
             s.dropped,
             s.filtered,
+            s.repeated,
             *s.percentiles.values(),
         ]
         for role, s in done
     ]
     notes = [
         f"tokens per example: p50/p90/p99/max; truncated: longer than trainer.seq_len={seq_len}; "
-        "dropped: fewer than two tokens; filtered: not in dataset.families",
+        "dropped: fewer than two tokens; filtered: not in dataset.families; repeated: "
+        "the prompt of an earlier example",
         *(f"{role} cache: {s.folder}" for role, s in done),
     ]
     return "\n".join([table(headers, rows), "", *notes])
@@ -78,7 +80,8 @@ def add_parser(sub: Any) -> None:
         "default outputs/cache), which training then reads memory-mapped, and print what "
         "each cache holds: examples, tokens, examples longer than trainer.seq_len "
         "(truncated), examples too short to train on (dropped), records left out by "
-        "dataset.families (filtered) and length percentiles. A file already in the cache "
+        "dataset.families (filtered), examples whose prompt an earlier one has (repeated) "
+        "and length percentiles. A file already in the cache "
         "is not tokenized again.",
     )
     p.add_argument(

@@ -6,6 +6,7 @@ One folder per key under `dataset.cache_dir`:
         ids.npy        [tokens] uint16 (int32 when the vocabulary has more than 65,536)
         mask.npy       [tokens] bool: True on completion tokens, the loss mask
         offsets.npy    [examples + 1] int64: example i is ids[offsets[i]:offsets[i + 1]]
+        prompts.npy    [examples] uint64: a hash of each prompt, to find shared prompts
         manifest.json  the key's parts and the counts
 
 The key is the sha256 of what decides the arrays: the file's content, the tokenizer
@@ -48,7 +49,7 @@ log = logging.getLogger(__name__)
 FORMAT = 1  # bump when rendering or encoding gives other ids for the same inputs
 AUTO = "auto"  # dataset.cache_dir's default: OUTPUTS/cache
 MANIFEST = "manifest.json"
-ARRAYS = ("ids", "mask", "offsets")
+ARRAYS = ("ids", "mask", "offsets", "prompts")
 CHUNK_BYTES = 4 << 20  # JSONL bytes one worker task parses and tokenizes
 PARALLEL_BYTES = 16 << 20  # smaller files are tokenized in this process
 # A file's hash is remembered by (path, size, mtime, inode) only once its mtime is this
@@ -125,14 +126,22 @@ class CachedExamples:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.manifest: dict[str, Any] = json.loads((folder / MANIFEST).read_text("utf-8"))
-        ids, mask, offsets = (
-            np.load(folder / f"{name}.npy", mmap_mode="r", allow_pickle=False) for name in ARRAYS
-        )
+        try:
+            ids, mask, offsets, prompts = (
+                np.load(folder / f"{name}.npy", mmap_mode="r", allow_pickle=False)
+                for name in ARRAYS
+            )
+        except (OSError, ValueError) as err:
+            raise DataError(f"{folder}: a damaged token cache ({err})") from None
         n, tokens = self.manifest["examples"], self.manifest["tokens"]
-        if not (offsets.shape == (n + 1,) and len(ids) == len(mask) == tokens == offsets[-1]):
+        if not (
+            offsets.shape == (n + 1,) == (len(prompts) + 1,)
+            and len(ids) == len(mask) == tokens == offsets[-1]
+        ):
             raise DataError(f"{folder}: the cache's arrays disagree with {MANIFEST}")
         self._ids, self._mask, self._offsets = ids, mask, offsets
         self.lengths = np.diff(offsets)
+        self.prompt_keys = prompts  # [n] uint64, memory-mapped
 
     @property
     def key(self) -> str:
@@ -177,10 +186,16 @@ def prepare(
     parts = key_parts(path, tokenizer, families, root)
     key = cache_key(parts)
     folder = root / f"{path.stem}-{key[:20]}"
-    if not is_complete(folder):
-        _build(path, tokenizer, parts | {"key": key}, folder, worker_count(workers))
-    else:
-        log.info("%s: tokens from the cache %s", path, folder)
+    if is_complete(folder):
+        try:
+            cached = CachedExamples(folder)
+        except DataError as err:
+            log.warning("%s; tokenizing %s again", err, path)
+            shutil.rmtree(folder, ignore_errors=True)
+        else:
+            log.info("%s: tokens from the cache %s", path, folder)
+            return cached
+    _build(path, tokenizer, parts | {"key": key}, folder, worker_count(workers))
     return CachedExamples(folder)
 
 
@@ -255,9 +270,9 @@ def _write_arrays(
     """Stream every chunk's arrays into tmp/*.npy, in file order; the counts."""
     dtype = id_dtype(tokenizer)
     with ExitStack() as stack:
-        ids, mask, offsets = (
+        ids, mask, offsets, prompts = (
             stack.enter_context(NpyWriter(tmp / f"{name}.npy", dt))
-            for name, dt in zip(ARRAYS, (dtype, "bool", "int64"), strict=True)
+            for name, dt in zip(ARRAYS, (dtype, "bool", "int64", "uint64"), strict=True)
         )
         offsets.append(np.zeros(1, np.int64))
         lines = records = tokens = examples = short = 0
@@ -268,6 +283,7 @@ def _write_arrays(
             ids.append(chunk.ids)
             mask.append(chunk.mask)
             offsets.append(tokens + np.cumsum(chunk.lengths))
+            prompts.append(chunk.prompts)
             lines, records = lines + chunk.lines, records + chunk.records
             tokens, examples = tokens + len(chunk.ids), examples + len(chunk.lengths)
             short += int(np.count_nonzero(chunk.lengths < 2))
@@ -275,7 +291,7 @@ def _write_arrays(
             raise DataError(f"{path}:1: the file has no records")
         if examples == 0:
             raise DataError(f"{path}: no trace has a meta.family in dataset.families={families}")
-        for writer in (ids, mask, offsets):
+        for writer in (ids, mask, offsets, prompts):
             writer.finish()
     return {
         "records": records,
@@ -381,6 +397,7 @@ class Summary:
     dropped: int  # examples with fewer than two tokens: never trained on
     tokens: int
     truncated: int  # examples longer than seq_len + 1 tokens: cut to fit a row
+    repeated: int  # examples whose prompt an earlier example of the file has
     seq_len: int
     percentiles: dict[str, int]  # example length in tokens: p50, p90, p99, max
 
@@ -398,6 +415,7 @@ class Summary:
             dropped=int(m["short"]),
             tokens=int(m["tokens"]),
             truncated=int(np.count_nonzero(lengths - 1 > seq_len)),
+            repeated=len(lengths) - len(np.unique(cached.prompt_keys)),
             seq_len=seq_len,
             percentiles=percentiles | {"max": int(lengths.max(initial=0))},
         )

@@ -17,7 +17,7 @@ import numpy as np
 from tokenizers import Tokenizer as HFTokenizer
 
 from tunixrt.data.chat import ChatTokenizer
-from tunixrt.data.render import render
+from tunixrt.data.render import prompt_keys, render
 from tunixrt.data.schema import DataError, Trace, parse_example, parse_line
 from tunixrt.data.tokenize import TextTokenizer, flat
 
@@ -31,6 +31,7 @@ class Chunk:
     ids: np.ndarray  # [tokens] in the cache's id dtype
     mask: np.ndarray  # [tokens] bool, True on completion tokens
     lengths: np.ndarray  # [examples] int64 tokens per example
+    prompts: np.ndarray  # [examples] uint64 prompt keys (tunixrt.data.render.prompt_keys)
     lines: int  # newline-terminated lines in the range (the next range's first line - 1)
     records: int  # records read, before the families filter
     error: tuple[int, str] | None = None  # (line within the range, 1-based; reason)
@@ -71,7 +72,8 @@ def tokenize_chunk(
     if bad is not None:
         return _failed(lines, records, *bad)
     encoded = flat(*tokenizer.encode_parts(rendered))
-    return Chunk(encoded.ids.astype(id_dtype), encoded.mask(), encoded.lengths, lines, records)
+    ids, mask = encoded.ids.astype(id_dtype), encoded.mask()
+    return Chunk(ids, mask, encoded.lengths, prompt_keys(rendered), lines, records)
 
 
 def _decode(data: bytes) -> tuple[str, tuple[int, str] | None]:
@@ -87,7 +89,9 @@ def _decode(data: bytes) -> tuple[str, tuple[int, str] | None]:
 
 def _failed(lines: int, records: int, line: int, reason: str) -> Chunk:
     empty = np.zeros(0, np.int64)
-    return Chunk(empty, empty.astype(bool), empty, lines, records, (line, reason))
+    return Chunk(
+        empty, empty.astype(bool), empty, empty.astype(np.uint64), lines, records, (line, reason)
+    )
 
 
 # -- in a worker process ------------------------------------------------------------------

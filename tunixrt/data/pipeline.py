@@ -17,7 +17,7 @@ from tunixrt.data.chat import ChatTokenizer
 from tunixrt.data.chunks import is_kept
 from tunixrt.data.examples import Concat, Examples, InMemory, Subset, usable
 from tunixrt.data.prefetch import Prefetcher
-from tunixrt.data.render import render
+from tunixrt.data.render import Rendered, prompt_keys, render
 from tunixrt.data.schema import (
     DataError,
     Example,
@@ -58,7 +58,10 @@ ENCODE_BATCH = 1024  # examples per tokenizer call
 
 
 def encode_all(examples: list[Example], tokenizer: Tokenizer) -> list[Encoded]:
-    rendered = [render(e) for e in examples]
+    return encode_rendered([render(e) for e in examples], tokenizer)
+
+
+def encode_rendered(rendered: list[Rendered], tokenizer: Tokenizer) -> list[Encoded]:
     out: list[Encoded] = []
     for start in range(0, len(rendered), ENCODE_BATCH):
         out.extend(tokenizer.encode_many(rendered[start : start + ENCODE_BATCH]))
@@ -178,16 +181,19 @@ class Sets:
     key: str | None = None  # tunixrt.data.sources.data_key
 
 
-def file_examples(path: Path, cfg: DatasetConfig, tokenizer: Tokenizer) -> tuple[Examples, str]:
-    """One file's examples (after dataset.families) and its cache key: memory-mapped
-    from the cache, built first if needed; read whole when dataset.cache_dir is null."""
+def file_examples(
+    path: Path, cfg: DatasetConfig, tokenizer: Tokenizer
+) -> tuple[Examples, str, np.ndarray]:
+    """One file's examples (after dataset.families), its cache key and its prompt keys:
+    memory-mapped from the cache, built first if needed; read whole when
+    dataset.cache_dir is null."""
     root = cache_root(cfg.cache_dir)
     if root is not None:
         cached = prepare(path, tokenizer, families=cfg.families, root=root, workers=cfg.workers)
-        return cached, cached.key
-    records = only_families(read_examples(path), cfg.families, str(path))
+        return cached, cached.key, cached.prompt_keys
+    rendered = [render(e) for e in only_families(read_examples(path), cfg.families, str(path))]
     key = cache_key(key_parts(path, tokenizer, cfg.families, None))
-    return InMemory(encode_all(records, tokenizer)), key
+    return InMemory(encode_rendered(rendered, tokenizer)), key, prompt_keys(rendered)
 
 
 def file_sets(cfg: DatasetConfig, tokenizer: Tokenizer, seed: int) -> Sets:
@@ -197,20 +203,37 @@ def file_sets(cfg: DatasetConfig, tokenizer: Tokenizer, seed: int) -> Sets:
     weights = mixture_weights(cfg.mixture, files)
     source = str(files[0]) if len(files) == 1 else f"{len(files)} files ({files[0]}, ...)"
     loaded = [file_examples(f, cfg, tokenizer) for f in files]
-    parts, keys = [e for e, _ in loaded], [k for _, k in loaded]
+    parts, keys = [e for e, _, _ in loaded], [k for _, k, _ in loaded]
+    prompts = np.concatenate([np.asarray(p) for _, _, p in loaded])
     if cfg.valid_path is not None:
-        valid, valid_tag = file_examples(Path(cfg.valid_path), cfg, tokenizer)
+        valid, valid_tag, held_prompts = file_examples(Path(cfg.valid_path), cfg, tokenizer)
+        _warn_shared_prompts(np.asarray(held_prompts), prompts, cfg.valid_path)
     else:
         whole = Concat(parts)
         held = held_out(len(whole), cfg.valid_fraction, seed, source)
         valid, valid_tag = Subset(whole, held), f"fraction {cfg.valid_fraction!r}"
         parts = _without(parts, whole.starts, held)
+        _warn_shared_prompts(prompts[held], np.delete(prompts, held), source)
     parts = [usable(p) for p in parts]
     train = parts[0] if len(parts) == 1 else Concat(parts)
     order = None
     if weights is not None:
         order = partial(mixture_order, [len(p) for p in parts], weights)
     return Sets(train, valid, source, order, data_key(keys, weights, valid_tag))
+
+
+def _warn_shared_prompts(held: np.ndarray, trained: np.ndarray, source: str) -> None:
+    """A held-out example whose prompt is also trained on measures recall, not
+    generalization: say how many there are (a file repeated, or many traces a prompt)."""
+    shared = int(np.count_nonzero(np.isin(held, trained)))
+    if shared:
+        log.warning(
+            "%s: %d of %d held-out examples have a prompt that training examples also have; "
+            "the eval loss partly measures recall of trained prompts",
+            source,
+            shared,
+            len(held),
+        )
 
 
 def _without(parts: list[Examples], starts: np.ndarray, held: np.ndarray) -> list[Examples]:
@@ -228,7 +251,7 @@ def generated_sets(cfg: DatasetConfig, tokenizer: Tokenizer, seed: int) -> Sets:
     records = generated_traces(cfg, seed)
     source = f"the generator ({cfg.generate} per family)"
     if cfg.valid_path is not None:
-        valid, _ = file_examples(Path(cfg.valid_path), cfg, tokenizer)
+        valid, _, _ = file_examples(Path(cfg.valid_path), cfg, tokenizer)
     else:
         records, held = split_valid(records, cfg.valid_fraction, seed, source)
         valid = InMemory(encode_all(held, tokenizer))

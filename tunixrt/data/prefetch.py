@@ -34,7 +34,10 @@ class Prefetcher:
         self._queue = queue.Queue(self._depth)
         self._stop = threading.Event()
         self._thread = threading.Thread(
-            target=_produce, args=(self._it, self._queue, self._stop), daemon=True
+            target=_produce,
+            args=(self._it, self._queue, self._stop),
+            name="tunixrt-batches",
+            daemon=True,
         )
         self._thread.start()
         # a Prefetcher dropped without close() stops its thread (which holds no reference

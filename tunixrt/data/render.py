@@ -6,7 +6,11 @@ rendered text itself never contains a template marker a user could collide with.
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
+
+import numpy as np
 
 from tunixrt.data.schema import Chat, Example, Pair, Trace
 
@@ -40,3 +44,13 @@ def _render_chat(chat: Chat) -> Rendered:
     *context, last = chat.messages
     prompt = "\n".join(f"{m.role}: {m.content}" for m in context)
     return Rendered(prompt, last.content, None, tuple((m.role, m.content) for m in context))
+
+
+def prompt_keys(rendered: Sequence[Rendered]) -> np.ndarray:
+    """[n] uint64: a 64-bit hash of each prompt (its chat turns), to find examples that
+    share a prompt (a held-out example whose prompt is also trained on)."""
+    out = np.empty(len(rendered), np.uint64)
+    for n, r in enumerate(rendered):
+        text = "\x1e".join(f"{role}\x1f{content}" for role, content in r.turns)
+        out[n] = int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little")
+    return out

@@ -382,3 +382,44 @@ def test_no_report_when_held_out_prompts_are_new(tmp_path, caplog):
     with caplog.at_level("WARNING", logger="tunixrt.data.pipeline"):
         load_data(bundled(tmp_path), rows=4, seq_len=64, eval_batches=1, seed=0)
     assert "held-out examples have a prompt" not in caplog.text
+
+
+def test_a_settled_files_hash_is_remembered_until_it_changes(tmp_path, tok, monkeypatch):
+    path = write_jsonl(tmp_path / "d.jsonl", addition_traces(20))
+    old = time.time() - 60
+    os.utime(path, (old, old))  # settled: older than a timestamp tick
+    first = cache_mod.file_sha256(path, tmp_path / "cache")
+    assert list((tmp_path / "cache" / "hashes").glob("*.json"))
+
+    def unread(*args: object) -> None:
+        raise AssertionError("the file was hashed again")
+
+    monkeypatch.setattr(cache_mod.hashlib, "file_digest", unread)
+    assert cache_mod.file_sha256(path, tmp_path / "cache") == first
+    monkeypatch.undo()
+    write_jsonl(path, addition_traces(20, seed=1))  # a new mtime
+    assert cache_mod.file_sha256(path, tmp_path / "cache") != first
+    # a file written just now is hashed every time: its mtime may not move on a rewrite
+    fresh = write_jsonl(tmp_path / "fresh.jsonl", addition_traces(5))
+    cache_mod.file_sha256(fresh, tmp_path / "other")
+    assert not (tmp_path / "other" / "hashes").exists()
+
+
+def test_two_preparations_of_one_file_at_once_keep_one_cache(tmp_path, tok, monkeypatch):
+    real = cache_mod._write_arrays
+    started: list[bool] = []
+    nested = []
+
+    def racing(*args: object) -> dict:
+        counts = real(*args)
+        if not started:  # another process finishes the same key first
+            started.append(True)
+            nested.append(prepare(TRAIN, tok, families=None, root=tmp_path))
+        return counts
+
+    monkeypatch.setattr(cache_mod, "_write_arrays", racing)
+    ours = prepare(TRAIN, tok, families=None, root=tmp_path)
+    (theirs,) = nested
+    assert ours.folder == theirs.folder and len(list(tmp_path.glob("train-*"))) == 1
+    assert ours.manifest["created"] == theirs.manifest["created"]  # theirs was kept
+    assert not list((tmp_path / ".tmp").iterdir())

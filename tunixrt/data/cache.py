@@ -29,6 +29,7 @@ import multiprocessing
 import os
 import shutil
 import socket
+import tempfile
 import time
 from collections.abc import Generator, Sequence
 from contextlib import ExitStack, closing
@@ -205,9 +206,10 @@ def _build(
     staging = folder.parent / ".tmp"
     staging.mkdir(parents=True, exist_ok=True)
     _remove_stale(staging)
-    tmp = staging / f"{os.getpid()}@{socket.gethostname()}@{folder.name}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
+    # pid@host@name.random: the stale ones are known by pid and host
+    tmp = Path(
+        tempfile.mkdtemp(dir=staging, prefix=f"{os.getpid()}@{socket.gethostname()}@{folder.name}.")
+    )
     try:
         started = time.perf_counter()
         counts = _write_arrays(path, tokenizer, manifest["families"], tmp, workers)

@@ -14,7 +14,7 @@ from tunixrt.config import ConfigError, DatasetConfig
 from tunixrt.data.batching import BatchIterator, HostBatch, Order, Shard, fixed_batches
 from tunixrt.data.cache import Summary, cache_key, cache_root, key_parts, prepare
 from tunixrt.data.chat import ChatTokenizer
-from tunixrt.data.chunks import is_kept
+from tunixrt.data.chunks import AnyTokenizer, is_kept
 from tunixrt.data.examples import Concat, Examples, InMemory, Subset, usable
 from tunixrt.data.prefetch import Prefetcher
 from tunixrt.data.render import Rendered, prompt_keys, render
@@ -31,7 +31,7 @@ from tunixrt.data.tokenize import Encoded, TextTokenizer
 log = logging.getLogger(__name__)
 
 
-Tokenizer = TextTokenizer | ChatTokenizer
+Tokenizer = AnyTokenizer  # a text tokenizer with tunixrt's template, or a pretrained one
 
 
 def load_tokenizer(cfg: DatasetConfig, model_path: str | None) -> Tokenizer:

@@ -423,3 +423,51 @@ def test_two_preparations_of_one_file_at_once_keep_one_cache(tmp_path, tok, monk
     assert ours.folder == theirs.folder and len(list(tmp_path.glob("train-*"))) == 1
     assert ours.manifest["created"] == theirs.manifest["created"]  # theirs was kept
     assert not list((tmp_path / ".tmp").iterdir())
+
+
+UNGUARDED = """
+import sys
+from pathlib import Path
+from tunixrt.data import TextTokenizer, cache
+
+cache.CHUNK_BYTES, cache.PARALLEL_BYTES = 100_000, 0
+tok = TextTokenizer.from_file(sys.argv[2])
+done = cache.prepare(sys.argv[3], tok, families=None, root=Path(sys.argv[1]), workers=2)
+print(len(done))
+"""
+
+
+def test_workers_run_from_a_script_without_a_main_guard(tmp_path):
+    """Workers are fresh interpreters running tunixrt.data.chunks: the caller's script
+    (no `if __name__ == "__main__"`) is not imported again, as multiprocessing would."""
+    script = tmp_path / "prepare.py"
+    script.write_text(UNGUARDED)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    args = [str(tmp_path / "cache"), str(DEV_DATA / "tokenizer.json"), str(TRAIN)]
+    done = subprocess.run(
+        [sys.executable, str(script), *args], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["2400"]
+
+
+def test_a_worker_that_crashes_fails_the_preparation(tmp_path, tok, small_chunks, monkeypatch):
+    path = write_jsonl(tmp_path / "d.jsonl", addition_traces(100))
+    broken = {"kind": "text", "tokenizer": "not a tokenizer", "source": "x"}
+    monkeypatch.setattr(TextTokenizer, "spec", lambda self: broken)
+    with pytest.raises(RuntimeError, match="a tokenizer worker exited"):
+        prepare(path, tok, families=None, root=tmp_path / "c", workers=2)
+    assert not list((tmp_path / "c").glob("d-*"))
+    assert not list((tmp_path / "c" / ".tmp").iterdir())
+
+
+def test_a_template_error_in_a_worker_is_the_data_error(tmp_path, small_chunks):
+    from tests.helpers import chat_templates
+    from tunixrt.data.chat import ChatTokenizer
+
+    folder = chat_templates.save_family(tmp_path / "qwen", "qwen2.5")
+    (folder / "chat_template.jinja").write_text("{{ raise_exception('no prompts today') }}")
+    path = write_jsonl(tmp_path / "d.jsonl", addition_traces(100))
+    tok = ChatTokenizer.from_folder(folder)
+    with pytest.raises(DataError, match="the chat template failed: no prompts today"):
+        prepare(path, tok, families=None, root=tmp_path / "c", workers=2)

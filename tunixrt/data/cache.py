@@ -25,13 +25,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import multiprocessing
 import os
 import shutil
 import socket
+import subprocess
+import sys
 import tempfile
 import time
-from collections.abc import Generator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from contextlib import ExitStack, closing
 from dataclasses import dataclass
 from pathlib import Path
@@ -278,7 +279,9 @@ def _write_arrays(
         )
         offsets.append(np.zeros(1, np.int64))
         lines = records = tokens = examples = short = 0
-        parts = stack.enter_context(closing(_chunks(path, tokenizer, families, dtype, workers)))
+        parts = stack.enter_context(
+            closing(_chunks(path, tokenizer, families, dtype, workers, tmp))
+        )
         for chunk in parts:
             if chunk.error is not None:
                 raise DataError(f"{path}:{lines + chunk.error[0]}: {chunk.error[1]}")
@@ -311,25 +314,90 @@ def _chunks(
     families: list[str] | None,
     dtype: str,
     workers: int,
+    tmp: Path,
 ) -> Generator[Chunk, None, None]:
     """The file's chunks in order: tokenized here for a small file, else by `workers`
-    processes (forkserver or spawn: a fork of a process that runs JAX is unsafe)."""
+    worker processes."""
     ranges = chunk_ranges(path, CHUNK_BYTES)
-    tasks = [(str(path), start, end, families, dtype) for start, end in ranges]
     if workers <= 1 or len(ranges) < 2 or path.stat().st_size < PARALLEL_BYTES:
-        for task in tasks:
-            with path.open("rb") as f:
-                f.seek(task[1])
-                data = f.read(task[2] - task[1])
+        for start, end in ranges:
+            data = chunks.read_range(path, start, end)
             yield chunks.tokenize_chunk(data, tokenizer, families, dtype)
         return
-    methods = multiprocessing.get_all_start_methods()
-    context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-    if context.get_start_method() == "forkserver":
-        context.set_forkserver_preload(["tunixrt.data.chunks"])
-    size = min(workers, len(tasks))
-    with context.Pool(size, initializer=chunks.start_worker, initargs=(tokenizer.spec(),)) as pool:
-        yield from pool.imap(chunks.work, tasks)
+    tasks = [
+        {"index": k, "path": str(path), "start": a, "end": b, "families": families, "dtype": dtype}
+        for k, (a, b) in enumerate(ranges)
+    ]
+    with _Workers(min(workers, len(tasks)), tokenizer, tmp) as pool:
+        yield from pool.run(tasks)
+
+
+class _Workers:
+    """`python -m tunixrt.data.chunks` processes. Task k goes to worker k % n (chunks are
+    of a size); a worker holds at most `AHEAD` tasks, so neither the pipes nor the
+    chunk files waiting to be read grow with the file."""
+
+    AHEAD = 2
+
+    def __init__(self, n: int, tokenizer: AnyTokenizer, tmp: Path) -> None:
+        self.out = tmp / "chunks"
+        self.out.mkdir()
+        spec = tmp / "tokenizer-spec.json"
+        spec.write_text(json.dumps(tokenizer.spec()), "utf-8")
+        # the worker imports this very tunixrt, wherever the caller found it
+        package_root = str(Path(chunks.__file__).resolve().parents[2])
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
+        command = [sys.executable, "-m", "tunixrt.data.chunks", str(spec), str(self.out)]
+        self.procs = [
+            subprocess.Popen(  # nosec B603: our own interpreter and module, no shell
+                command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
+            )
+            for _ in range(n)
+        ]
+
+    def run(self, tasks: list[dict[str, Any]]) -> Iterator[Chunk]:
+        n = len(self.procs)
+        window = n * self.AHEAD
+        for k in range(min(window, len(tasks))):
+            self._send(tasks, k)
+        for k in range(len(tasks)):
+            chunk = self._answer(self.procs[k % n], k)
+            if k + window < len(tasks):
+                self._send(tasks, k + window)
+            yield chunk
+
+    def _send(self, tasks: list[dict[str, Any]], k: int) -> None:
+        stdin = self.procs[k % len(self.procs)].stdin
+        assert stdin is not None
+        stdin.write(json.dumps(tasks[k]) + "\n")
+        if k + len(self.procs) >= len(tasks):
+            stdin.close()  # its last task: the worker ends after it
+        else:
+            stdin.flush()
+
+    def _answer(self, proc: subprocess.Popen[str], index: int) -> Chunk:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if not line:
+            code = proc.wait()
+            raise RuntimeError(f"a tokenizer worker exited ({code}) before chunk {index}")
+        answer = json.loads(line)
+        if "failure" in answer:
+            raise DataError(answer["failure"])
+        return chunks.load_chunk(answer, self.out)
+
+    def __enter__(self) -> _Workers:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+            for stream in (proc.stdin, proc.stdout):
+                if stream is not None and not stream.closed:
+                    stream.close()
 
 
 def chunk_ranges(path: Path, size: int) -> list[tuple[int, int]]:

@@ -1,13 +1,19 @@
 """Parse, render and tokenize one byte range of a JSONL file into flat token arrays.
 
 This is the work of the token cache's worker processes (tunixrt.data.cache), so the
-module imports only what that work needs: no JAX, no registry. A worker rebuilds the
-tokenizer from its JSON spec (`TextTokenizer.spec`) once, then takes chunks.
+module imports only what that work needs: no JAX, no registry. A worker is a plain
+`python -m tunixrt.data.chunks` process (never a fork of one that runs JAX, and nothing
+of the caller's __main__ is imported again); it rebuilds the tokenizer from its JSON
+spec (`TextTokenizer.spec`) once, then takes chunks. Tasks and answers are JSON lines,
+arrays .npy files: nothing is pickled.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import os
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,24 +100,66 @@ def _failed(lines: int, records: int, line: int, reason: str) -> Chunk:
     )
 
 
-# -- in a worker process ------------------------------------------------------------------
+# -- a worker process: python -m tunixrt.data.chunks SPEC OUT ------------------------------
+#
+# Reads tasks, one JSON object a line, on stdin: {"index", "path", "start", "end",
+# "families", "dtype"}; for each writes OUT/<index>-<array>.npy and answers one JSON line
+# on stdout: {"index", "lines", "records", "error"}, or {"index", "failure"} when the
+# tokenizer raised a DataError (a chat template that fails), after which it stops.
 
-_tokenizer: AnyTokenizer | None = None
-
-
-def start_worker(spec: dict[str, Any]) -> None:
-    """Pool initializer: the tokenizer, once per process. `tokenizers` would otherwise
-    start a thread per core in every worker, while the workers already fill the cores."""
-    global _tokenizer
-    os.environ["TOKENIZERS_PARALLELISM"] = "false"
-    _tokenizer = tokenizer_from_spec(spec)
+ARRAY_NAMES = ("ids", "mask", "lengths", "prompts")
 
 
-def work(task: tuple[str, int, int, list[str] | None, str]) -> Chunk:
-    """Tokenize bytes [start, end) of a file: the task a worker gets."""
-    path, start, end, families, id_dtype = task
-    assert _tokenizer is not None, "start_worker runs first"
+def read_range(path: str | Path, start: int, end: int) -> bytes:
     with Path(path).open("rb") as f:
         f.seek(start)
-        data = f.read(end - start)
-    return tokenize_chunk(data, _tokenizer, families, id_dtype)
+        return f.read(end - start)
+
+
+def save_chunk(chunk: Chunk, out: Path, index: int) -> dict[str, Any]:
+    for name in ARRAY_NAMES:
+        np.save(out / f"{index}-{name}.npy", getattr(chunk, name), allow_pickle=False)
+    return {"index": index, "lines": chunk.lines, "records": chunk.records, "error": chunk.error}
+
+
+def load_chunk(answer: dict[str, Any], out: Path) -> Chunk:
+    """The chunk a worker saved, its files removed once read."""
+    arrays = {}
+    for name in ARRAY_NAMES:
+        file = out / f"{answer['index']}-{name}.npy"
+        arrays[name] = np.load(file, allow_pickle=False)
+        file.unlink()
+    error = answer["error"]
+    return Chunk(
+        **arrays,
+        lines=answer["lines"],
+        records=answer["records"],
+        error=None if error is None else (int(error[0]), str(error[1])),
+    )
+
+
+def main(argv: Sequence[str]) -> int:
+    spec_file, out = Path(argv[0]), Path(argv[1])
+    # The workers fill the cores: `tokenizers` should not start a thread per core in each.
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    tokenizer = tokenizer_from_spec(json.loads(spec_file.read_text("utf-8")))
+    parent = os.getppid()
+    for line in sys.stdin:
+        if os.getppid() != parent:
+            return 1  # the preparation died: stop instead of working on for nobody
+        task = json.loads(line)
+        data = read_range(task["path"], task["start"], task["end"])
+        try:
+            chunk = tokenize_chunk(data, tokenizer, task["families"], task["dtype"])
+        except DataError as err:
+            answer: dict[str, Any] = {"index": task["index"], "failure": str(err)}
+            sys.stdout.write(json.dumps(answer) + "\n")
+            return 0
+        sys.stdout.write(json.dumps(save_chunk(chunk, out, task["index"])) + "\n")
+        sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    logging.getLogger("tunixrt").setLevel(logging.ERROR)  # the parent logs what matters
+    sys.exit(main(sys.argv[1:]))

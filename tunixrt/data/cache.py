@@ -350,7 +350,7 @@ class _Workers:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
         command = [sys.executable, "-m", "tunixrt.data.chunks", str(spec), str(self.out)]
         self.procs = [
-            subprocess.Popen(  # nosec B603: our own interpreter and module, no shell
+            subprocess.Popen(  # our own interpreter and module, no shell
                 command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
             )
             for _ in range(n)

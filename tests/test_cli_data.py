@@ -89,3 +89,12 @@ def test_help_describes_the_command(capsys):
     assert exit_.value.code == 0
     text = " ".join(capsys.readouterr().out.split())
     assert "dataset.cache_dir" in text and "length percentiles" in text
+
+
+def test_generated_traces_leave_only_the_valid_file_to_prepare(capsys, tmp_path):
+    code, out, _ = prepare(capsys, "--json", f"dataset.cache_dir={tmp_path}", "dataset.generate=5")
+    assert code == 0 and [r["role"] for r in json.loads(out)] == ["valid"]
+    code, out, _ = prepare(
+        capsys, f"dataset.cache_dir={tmp_path}", "dataset.generate=5", "dataset.valid_path=null"
+    )
+    assert code == 0 and out.startswith("nothing to prepare")

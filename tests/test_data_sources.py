@@ -179,3 +179,12 @@ def test_held_out_examples_come_from_all_files(tmp_path):
     cfg.valid_fraction = 0.25
     data = load_data(cfg, rows=4, seq_len=64, eval_batches=8, seed=0)
     assert (data.train_examples, data.valid_examples) == (60, 20)
+
+
+def test_a_file_of_weight_zero_gives_nothing_and_an_empty_one_cannot_be_drawn():
+    order = mixture_order([5, 5], np.array([1.0, 0.0]), 0, 0)
+    assert sorted(order.tolist()) == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]
+    with pytest.raises(DataError, match="gives weight to file 1, which has no examples"):
+        mixture_order([5, 0], np.array([0.5, 0.5]), 0, 0)
+    with pytest.raises(DataError, match="empty list"):
+        resolve_files([])

@@ -256,6 +256,9 @@ def test_parallel_workers_write_the_same_cache(tmp_path, tok, small_chunks):
     parallel = prepare(path, tok, families=None, root=tmp_path / "p", workers=2)
     single = prepare(path, tok, families=None, root=tmp_path / "s", workers=1)
     assert len(cache_mod.chunk_ranges(path, 2048)) > 4
+    files = {"ids.npy", "mask.npy", "offsets.npy", "prompts.npy", "manifest.json"}
+    assert {f.name for f in parallel.folder.iterdir()} == files  # no worker scratch
+    assert parallel.folder.stat().st_mode & 0o777 == 0o755
     assert parallel.manifest["tokens"] == single.manifest["tokens"]
     for name in ("ids", "mask", "offsets"):
         np.testing.assert_array_equal(

@@ -211,6 +211,7 @@ def _build(
     tmp = Path(
         tempfile.mkdtemp(dir=staging, prefix=f"{os.getpid()}@{socket.gethostname()}@{folder.name}.")
     )
+    tmp.chmod(0o755)  # mkdtemp's 0700 would hide a shared cache from the other users
     try:
         started = time.perf_counter()
         counts = _write_arrays(path, tokenizer, manifest["families"], tmp, workers)
@@ -340,9 +341,11 @@ class _Workers:
     AHEAD = 2
 
     def __init__(self, n: int, tokenizer: AnyTokenizer, tmp: Path) -> None:
-        self.out = tmp / "chunks"
-        self.out.mkdir()
-        spec = tmp / "tokenizer-spec.json"
+        # scratch beside the arrays, removed before the folder is published
+        self.scratch = tmp / "workers"
+        self.out = self.scratch / "chunks"
+        self.out.mkdir(parents=True)
+        spec = self.scratch / "tokenizer-spec.json"
         spec.write_text(json.dumps(tokenizer.spec()), "utf-8")
         # the worker imports this very tunixrt, wherever the caller found it
         package_root = str(Path(chunks.__file__).resolve().parents[2])
@@ -398,6 +401,7 @@ class _Workers:
             for stream in (proc.stdin, proc.stdout):
                 if stream is not None and not stream.closed:
                     stream.close()
+        shutil.rmtree(self.scratch, ignore_errors=True)
 
 
 def chunk_ranges(path: Path, size: int) -> list[tuple[int, int]]:

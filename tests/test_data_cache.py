@@ -474,3 +474,15 @@ def test_a_template_error_in_a_worker_is_the_data_error(tmp_path, small_chunks):
     tok = ChatTokenizer.from_folder(folder)
     with pytest.raises(DataError, match="the chat template failed: no prompts today"):
         prepare(path, tok, families=None, root=tmp_path / "c", workers=2)
+
+
+def test_a_cache_it_cannot_write_a_hash_to_is_still_read(tmp_path, tok, monkeypatch):
+    path = write_jsonl(tmp_path / "d.jsonl", addition_traces(20))
+    old = time.time() - 60
+    os.utime(path, (old, old))
+
+    def read_only(*args: object) -> None:
+        raise PermissionError("read-only")
+
+    monkeypatch.setattr(cache_mod, "atomic_write_text", read_only)
+    assert len(prepare(path, tok, families=None, root=tmp_path / "c")) == 20

@@ -44,6 +44,7 @@ from tunixrt.data import chunks
 from tunixrt.data.chunks import AnyTokenizer, Chunk
 from tunixrt.data.schema import DataError
 from tunixrt.data.tokenize import Encoded, spec_hash
+from tunixrt.files import atomic_write_text
 from tunixrt.paths import OUTPUTS
 
 log = logging.getLogger(__name__)
@@ -96,10 +97,11 @@ def file_sha256(path: Path, root: Path | None) -> str:
     with path.open("rb") as f:
         digest = hashlib.file_digest(f, "sha256").hexdigest()
     if memo is not None and time.time() - st.st_mtime > SETTLED_S:
-        from tunixrt.files import atomic_write_text
-
-        memo.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(memo, json.dumps({"stamp": stamp, "sha256": digest}))
+        try:
+            memo.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(memo, json.dumps({"stamp": stamp, "sha256": digest}))
+        except OSError as err:  # a read-only cache (another user's): hash again next time
+            log.debug("cannot remember the hash of %s: %s", path, err)
     return digest
 
 

@@ -22,6 +22,7 @@ from tunixrt.data import (
     BatchIterator,
     DataError,
     TextTokenizer,
+    chunks,
     fixed_batches,
     read_examples,
     render,
@@ -246,8 +247,8 @@ def test_a_live_preparations_folder_is_left_alone(tmp_path, tok):
 def small_chunks(monkeypatch):
     """Chunks of 2 KB and parallel workers for any file, to test the parallel path on
     small files."""
-    monkeypatch.setattr(cache_mod, "CHUNK_BYTES", 2048)
-    monkeypatch.setattr(cache_mod, "PARALLEL_BYTES", 0)
+    monkeypatch.setattr(chunks, "CHUNK_BYTES", 2048)
+    monkeypatch.setattr(chunks, "PARALLEL_BYTES", 0)
 
 
 def test_parallel_workers_write_the_same_cache(tmp_path, tok, small_chunks):
@@ -255,7 +256,7 @@ def test_parallel_workers_write_the_same_cache(tmp_path, tok, small_chunks):
     path = write_jsonl(tmp_path / "d.jsonl", records)
     parallel = prepare(path, tok, families=None, root=tmp_path / "p", workers=2)
     single = prepare(path, tok, families=None, root=tmp_path / "s", workers=1)
-    assert len(cache_mod.chunk_ranges(path, 2048)) > 4
+    assert len(chunks.chunk_ranges(path, 2048)) > 4
     files = {"ids.npy", "mask.npy", "offsets.npy", "prompts.npy", "manifest.json"}
     assert {f.name for f in parallel.folder.iterdir()} == files  # no worker scratch
     assert parallel.folder.stat().st_mode & 0o777 == 0o755
@@ -431,9 +432,9 @@ def test_two_preparations_of_one_file_at_once_keep_one_cache(tmp_path, tok, monk
 UNGUARDED = """
 import sys
 from pathlib import Path
-from tunixrt.data import TextTokenizer, cache
+from tunixrt.data import TextTokenizer, cache, chunks
 
-cache.CHUNK_BYTES, cache.PARALLEL_BYTES = 100_000, 0
+chunks.CHUNK_BYTES, chunks.PARALLEL_BYTES = 100_000, 0
 tok = TextTokenizer.from_file(sys.argv[2])
 done = cache.prepare(sys.argv[3], tok, families=None, root=Path(sys.argv[1]), workers=2)
 print(len(done))

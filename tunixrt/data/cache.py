@@ -28,11 +28,9 @@ import logging
 import os
 import shutil
 import socket
-import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Sequence
 from contextlib import ExitStack, closing
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from tunixrt.data import chunks
-from tunixrt.data.chunks import AnyTokenizer, Chunk
+from tunixrt.data.chunks import AnyTokenizer
 from tunixrt.data.schema import DataError
 from tunixrt.data.tokenize import Encoded, spec_hash
 from tunixrt.files import atomic_write_text
@@ -53,8 +51,6 @@ FORMAT = 1  # bump when rendering or encoding gives other ids for the same input
 AUTO = "auto"  # dataset.cache_dir's default: OUTPUTS/cache
 MANIFEST = "manifest.json"
 ARRAYS = ("ids", "mask", "offsets", "prompts")
-CHUNK_BYTES = 4 << 20  # JSONL bytes one worker task parses and tokenizes
-PARALLEL_BYTES = 16 << 20  # smaller files are tokenized in this process
 # A file's hash is remembered by (path, size, mtime, inode) only once its mtime is this
 # many seconds old: a rewrite within the file system's timestamp tick keeps the mtime.
 SETTLED_S = 2.0
@@ -283,7 +279,7 @@ def _write_arrays(
         offsets.append(np.zeros(1, np.int64))
         lines = records = tokens = examples = short = 0
         parts = stack.enter_context(
-            closing(_chunks(path, tokenizer, families, dtype, workers, tmp))
+            closing(chunks.tokenized(path, tokenizer, families, dtype, workers, tmp))
         )
         for chunk in parts:
             if chunk.error is not None:
@@ -309,115 +305,6 @@ def _write_arrays(
         "tokens": tokens,
         "ids_dtype": dtype,
     }
-
-
-def _chunks(
-    path: Path,
-    tokenizer: AnyTokenizer,
-    families: list[str] | None,
-    dtype: str,
-    workers: int,
-    tmp: Path,
-) -> Generator[Chunk, None, None]:
-    """The file's chunks in order: tokenized here for a small file, else by `workers`
-    worker processes."""
-    ranges = chunk_ranges(path, CHUNK_BYTES)
-    if workers <= 1 or len(ranges) < 2 or path.stat().st_size < PARALLEL_BYTES:
-        for start, end in ranges:
-            data = chunks.read_range(path, start, end)
-            yield chunks.tokenize_chunk(data, tokenizer, families, dtype)
-        return
-    tasks = [
-        {"index": k, "path": str(path), "start": a, "end": b, "families": families, "dtype": dtype}
-        for k, (a, b) in enumerate(ranges)
-    ]
-    with _Workers(min(workers, len(tasks)), tokenizer, tmp) as pool:
-        yield from pool.run(tasks)
-
-
-class _Workers:
-    """`python -m tunixrt.data.chunks` processes. Task k goes to worker k % n (chunks are
-    of a size); a worker holds at most `AHEAD` tasks, so neither the pipes nor the
-    chunk files waiting to be read grow with the file."""
-
-    AHEAD = 2
-
-    def __init__(self, n: int, tokenizer: AnyTokenizer, tmp: Path) -> None:
-        # scratch beside the arrays, removed before the folder is published
-        self.scratch = tmp / "workers"
-        self.out = self.scratch / "chunks"
-        self.out.mkdir(parents=True)
-        spec = self.scratch / "tokenizer-spec.json"
-        spec.write_text(json.dumps(tokenizer.spec()), "utf-8")
-        # the worker imports this very tunixrt, wherever the caller found it
-        package_root = str(Path(chunks.__file__).resolve().parents[2])
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
-        command = [sys.executable, "-m", "tunixrt.data.chunks", str(spec), str(self.out)]
-        self.procs = [
-            subprocess.Popen(  # our own interpreter and module, no shell
-                command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
-            )
-            for _ in range(n)
-        ]
-
-    def run(self, tasks: list[dict[str, Any]]) -> Iterator[Chunk]:
-        n = len(self.procs)
-        window = n * self.AHEAD
-        for k in range(min(window, len(tasks))):
-            self._send(tasks, k)
-        for k in range(len(tasks)):
-            chunk = self._answer(self.procs[k % n], k)
-            if k + window < len(tasks):
-                self._send(tasks, k + window)
-            yield chunk
-
-    def _send(self, tasks: list[dict[str, Any]], k: int) -> None:
-        stdin = self.procs[k % len(self.procs)].stdin
-        assert stdin is not None
-        stdin.write(json.dumps(tasks[k]) + "\n")
-        if k + len(self.procs) >= len(tasks):
-            stdin.close()  # its last task: the worker ends after it
-        else:
-            stdin.flush()
-
-    def _answer(self, proc: subprocess.Popen[str], index: int) -> Chunk:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        if not line:
-            code = proc.wait()
-            raise RuntimeError(f"a tokenizer worker exited ({code}) before chunk {index}")
-        answer = json.loads(line)
-        if "failure" in answer:
-            raise DataError(answer["failure"])
-        return chunks.load_chunk(answer, self.out)
-
-    def __enter__(self) -> _Workers:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait()
-            for stream in (proc.stdin, proc.stdout):
-                if stream is not None and not stream.closed:
-                    stream.close()
-        shutil.rmtree(self.scratch, ignore_errors=True)
-
-
-def chunk_ranges(path: Path, size: int) -> list[tuple[int, int]]:
-    """Byte ranges of about `size` bytes that end at line ends, covering the file."""
-    total = path.stat().st_size
-    ranges, start = [], 0
-    with path.open("rb") as f:
-        while start < total:
-            f.seek(min(start + size, total))
-            f.readline()  # on to the end of the line the cut fell in
-            end = f.tell()
-            ranges.append((start, end))
-            start = end
-    return ranges
 
 
 class NpyWriter:

@@ -1,11 +1,12 @@
-"""Parse, render and tokenize one byte range of a JSONL file into flat token arrays.
+"""Parse, render and tokenize a JSONL file in chunks (byte ranges of whole lines) into
+flat token arrays, in the preparing process or in worker processes.
 
-This is the work of the token cache's worker processes (tunixrt.data.cache), so the
-module imports only what that work needs: no JAX, no registry. A worker is a plain
-`python -m tunixrt.data.chunks` process (never a fork of one that runs JAX, and nothing
-of the caller's __main__ is imported again); it rebuilds the tokenizer from its JSON
-spec (`TextTokenizer.spec`) once, then takes chunks. Tasks and answers are JSON lines,
-arrays .npy files: nothing is pickled.
+A worker is a plain `python -m tunixrt.data.chunks` process: never a fork of a process
+that runs JAX, and nothing of the caller's __main__ is imported again (as multiprocessing
+would). It imports only what the work needs (no JAX, no registry), rebuilds the tokenizer
+from its JSON spec (`TextTokenizer.spec`) once, then takes chunks. Tasks and answers are
+JSON lines, arrays .npy files: nothing is pickled. tunixrt.data.cache writes the chunks
+into a cache folder.
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
+import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -98,6 +101,121 @@ def _failed(lines: int, records: int, line: int, reason: str) -> Chunk:
     return Chunk(
         empty, empty.astype(bool), empty, empty.astype(np.uint64), lines, records, (line, reason)
     )
+
+
+# -- the preparing process: chunks in file order, here or from worker processes -------------
+
+CHUNK_BYTES = 4 << 20  # JSONL bytes one worker task parses and tokenizes
+PARALLEL_BYTES = 16 << 20  # smaller files are tokenized in the preparing process
+
+
+def tokenized(
+    path: Path,
+    tokenizer: AnyTokenizer,
+    families: list[str] | None,
+    dtype: str,
+    workers: int,
+    tmp: Path,
+) -> Generator[Chunk, None, None]:
+    """The file's chunks in order: tokenized here for a small file, else by `workers`
+    worker processes."""
+    ranges = chunk_ranges(path, CHUNK_BYTES)
+    if workers <= 1 or len(ranges) < 2 or path.stat().st_size < PARALLEL_BYTES:
+        for start, end in ranges:
+            data = read_range(path, start, end)
+            yield tokenize_chunk(data, tokenizer, families, dtype)
+        return
+    tasks = [
+        {"index": k, "path": str(path), "start": a, "end": b, "families": families, "dtype": dtype}
+        for k, (a, b) in enumerate(ranges)
+    ]
+    with Workers(min(workers, len(tasks)), tokenizer, tmp) as pool:
+        yield from pool.run(tasks)
+
+
+class Workers:
+    """`python -m tunixrt.data.chunks` processes. Task k goes to worker k % n (chunks are
+    of a size); a worker holds at most `AHEAD` tasks, so neither the pipes nor the
+    chunk files waiting to be read grow with the file."""
+
+    AHEAD = 2
+
+    def __init__(self, n: int, tokenizer: AnyTokenizer, tmp: Path) -> None:
+        # scratch beside the arrays, removed before the folder is published
+        self.scratch = tmp / "workers"
+        self.out = self.scratch / "chunks"
+        self.out.mkdir(parents=True)
+        spec = self.scratch / "tokenizer-spec.json"
+        spec.write_text(json.dumps(tokenizer.spec()), "utf-8")
+        # the worker imports this very tunixrt, wherever the caller found it
+        package_root = str(Path(__file__).resolve().parents[2])
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
+        command = [sys.executable, "-m", "tunixrt.data.chunks", str(spec), str(self.out)]
+        self.procs = [
+            subprocess.Popen(  # our own interpreter and module, no shell
+                command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
+            )
+            for _ in range(n)
+        ]
+
+    def run(self, tasks: list[dict[str, Any]]) -> Iterator[Chunk]:
+        n = len(self.procs)
+        window = n * self.AHEAD
+        for k in range(min(window, len(tasks))):
+            self._send(tasks, k)
+        for k in range(len(tasks)):
+            chunk = self._answer(self.procs[k % n], k)
+            if k + window < len(tasks):
+                self._send(tasks, k + window)
+            yield chunk
+
+    def _send(self, tasks: list[dict[str, Any]], k: int) -> None:
+        stdin = self.procs[k % len(self.procs)].stdin
+        assert stdin is not None
+        stdin.write(json.dumps(tasks[k]) + "\n")
+        if k + len(self.procs) >= len(tasks):
+            stdin.close()  # its last task: the worker ends after it
+        else:
+            stdin.flush()
+
+    def _answer(self, proc: subprocess.Popen[str], index: int) -> Chunk:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if not line:
+            code = proc.wait()
+            raise RuntimeError(f"a tokenizer worker exited ({code}) before chunk {index}")
+        answer = json.loads(line)
+        if "failure" in answer:
+            raise DataError(answer["failure"])
+        return load_chunk(answer, self.out)
+
+    def __enter__(self) -> Workers:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+            for stream in (proc.stdin, proc.stdout):
+                if stream is not None and not stream.closed:
+                    stream.close()
+        shutil.rmtree(self.scratch, ignore_errors=True)
+
+
+def chunk_ranges(path: Path, size: int) -> list[tuple[int, int]]:
+    """Byte ranges of about `size` bytes that end at line ends, covering the file."""
+    total = path.stat().st_size
+    ranges, start = [], 0
+    with path.open("rb") as f:
+        while start < total:
+            f.seek(min(start + size, total))
+            f.readline()  # on to the end of the line the cut fell in
+            end = f.tell()
+            ranges.append((start, end))
+            start = end
+    return ranges
 
 
 # -- a worker process: python -m tunixrt.data.chunks SPEC OUT ------------------------------

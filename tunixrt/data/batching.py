@@ -145,8 +145,9 @@ class BatchIterator:
     def restore(self, state: IteratorState) -> None:
         if state.data_key and self.state.data_key and state.data_key != self.state.data_key:
             raise DataError(
-                "the training data differ from the checkpoint's (a data file, the tokenizer "
-                f"or dataset.mixture changed: data key {state.data_key[:12]} then, "
+                "the training data differ from the checkpoint's (a data file or the files "
+                "dataset.path matches, the tokenizer, dataset.families, the held-out split or "
+                f"dataset.mixture changed: data key {state.data_key[:12]} then, "
                 f"{self.state.data_key[:12]} now); the run cannot continue exactly"
             )
         self.state = IteratorState(state.seed, state.epoch, state.cursor, self.state.data_key)

@@ -327,6 +327,17 @@ def test_two_processes_shards_together_are_the_one_process_batch(tok, pack):
     assert whole.state.epoch >= 1
 
 
+def test_eval_batches_split_over_processes_as_well(tok):
+    examples = varied(tok, 13)
+    common = dict(count=5, rows=4, seq_len=32, pad_id=tok.pad_id, pack=True, loss_on_prompt=False)
+    whole = fixed_batches(examples, **common)
+    parts = [fixed_batches(examples, **common, shard=(p, 2)) for p in (0, 1)]
+    assert len(whole) == len(parts[0]) == len(parts[1]) >= 2
+    for want, a, b in zip(whole, *parts, strict=True):
+        for key in want:
+            np.testing.assert_array_equal(np.concatenate([a[key], b[key]]), want[key])
+
+
 def test_a_shard_must_split_the_rows_evenly(tok):
     with pytest.raises(ValueError, match="3 rows cannot be split as shard 0 of 2"):
         batches(tok, _encoded(tok, 4), rows=3, shard=(0, 2))

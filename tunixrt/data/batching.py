@@ -208,8 +208,10 @@ def fixed_batches(
     pad_id: int,
     pack: bool,
     loss_on_prompt: bool,
+    shard: Shard = (0, 1),
 ) -> list[HostBatch]:
-    """Up to `count` batches, the same every time (eval): file order, at most one pass."""
+    """Up to `count` batches, the same every time (eval): file order, at most one pass;
+    of each, this process's rows (`shard`, as BatchIterator)."""
     it = BatchIterator(
         examples,
         rows=rows,
@@ -220,6 +222,7 @@ def fixed_batches(
         seed=0,
         shuffle=False,
         one_pass=True,
+        shard=shard,
     )
     batches: list[HostBatch] = []
     while len(batches) < count and not it.exhausted:

@@ -295,6 +295,7 @@ def load_data(
             pad_id=tokenizer.pad_id,
             pack=cfg.pack,
             loss_on_prompt=cfg.loss_on_prompt,
+            shard=shard,
         )
     log.info(
         "data: %d train and %d held-out examples from %s",

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.helpers.data import addition_traces, write_jsonl
+from tests.helpers.data import addition_traces, cache_folders, write_jsonl
 from tests.helpers.paths import DEV_DATA
 from tunixrt.cli.main import main
 from tunixrt.data.cache import CachedExamples
@@ -57,9 +57,17 @@ def test_table_names_each_file_its_counts_and_its_folder(capsys, tmp_path):
         "p50", "p90", "p99", "max",
     ]  # fmt: skip
     assert row.split()[:3] == ["train", str(data), "50"]
-    (folder,) = cache.glob("sums-*")
+    (folder,) = cache_folders(cache)
     assert f"train cache: {folder}" in rest
     assert "trainer.seq_len=256" in out
+    # a copy of the file shares the cache, and is reported under its own name
+    copy = tmp_path / "copy.jsonl"
+    copy.write_bytes(data.read_bytes())
+    code, out, _ = prepare(
+        capsys, "--json", "dataset=jsonl", f"dataset.path={copy}", f"dataset.cache_dir={cache}"
+    )
+    (report,) = json.loads(out)
+    assert report["source"] == str(copy) and report["folder"] == str(folder)
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.helpers.data import addition_traces, trace, write_jsonl
+from tests.helpers.data import addition_traces, cache_folders, trace, write_jsonl
 from tests.helpers.paths import DEV_DATA, ROOT
 from tunixrt.config import DatasetConfig
 from tunixrt.data import (
@@ -108,7 +108,7 @@ def test_batches_from_the_cache_are_bit_identical_to_memory(tmp_path, tok, pack)
         assert_same_batches(got, want)
         assert_same_batches(data.eval_batches, evals)
         assert data.train.state.epoch == 1
-    assert any(tmp_path.glob("train-*/ids.npy"))
+    assert (cache_folders(tmp_path, TRAIN)[0] / "ids.npy").is_file()
 
 
 def test_held_out_split_matches_memory(tmp_path, tok):
@@ -165,16 +165,16 @@ def test_each_key_part_makes_a_new_cache(tmp_path, tok, small_tokenizer):
         assert is_complete(folder)
     manifest = json.loads((changed / "manifest.json").read_text())
     assert set(manifest) >= {"format", "file_sha256", "tokenizer_sha256", "families", "key"}
-    # the same content at another path shares the cache's key
+    # the same content at another path shares the cache
     copy = tmp_path / "copy.jsonl"
     copy.write_bytes(data.read_bytes())
-    assert folder_of(copy, tok, root).name.split("-")[1] == changed.name.split("-")[1]
+    assert folder_of(copy, tok, root) == changed
 
 
 def test_settings_applied_at_batch_time_share_one_cache(tmp_path):
     for options in ({}, {"loss_on_prompt": True}, {"pack": False}):
         load_data(bundled(tmp_path, **options), rows=4, seq_len=64, eval_batches=1, seed=7)
-    assert len(list(tmp_path.glob("train-*"))) == 1
+    assert len(cache_folders(tmp_path, TRAIN)) == 1
 
 
 def test_a_crash_while_writing_leaves_no_cache(tmp_path, tok, monkeypatch):
@@ -190,7 +190,7 @@ def test_a_crash_while_writing_leaves_no_cache(tmp_path, tok, monkeypatch):
     monkeypatch.setattr(cache_mod.NpyWriter, "append", failing)
     with pytest.raises(KeyboardInterrupt):
         prepare(TRAIN, tok, families=None, root=tmp_path)
-    assert not list(tmp_path.glob("train-*"))
+    assert not cache_folders(tmp_path)
     assert not list((tmp_path / ".tmp").iterdir())  # cleaned on the way out
     monkeypatch.undo()
     assert is_complete(prepare(TRAIN, tok, families=None, root=tmp_path).folder)
@@ -224,7 +224,7 @@ def test_a_killed_preparation_is_never_read_and_is_cleaned_up(tmp_path, tok):
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     (stale,) = (root / ".tmp").iterdir()  # arrays written, not yet published
-    assert (stale / "ids.npy").is_file() and not list(root.glob("train-*"))
+    assert (stale / "ids.npy").is_file() and not cache_folders(root)
     cached = prepare(TRAIN, tok, families=None, root=root)
     assert is_complete(cached.folder) and len(cached) == 2400
     assert not stale.exists()  # its process is gone: removed
@@ -275,7 +275,7 @@ def test_a_bad_line_in_a_later_chunk_names_its_line(tmp_path, tok, small_chunks)
     with pytest.raises(DataError) as err:
         prepare(path, tok, families=None, root=tmp_path / "c", workers=2)
     assert str(err.value).startswith(f"{path}:152: invalid JSON")
-    assert not list((tmp_path / "c").glob("d-*"))
+    assert not cache_folders(tmp_path / "c")
 
 
 @pytest.mark.parametrize(
@@ -308,7 +308,7 @@ def test_families_keep_their_traces_and_count_the_rest(tmp_path, tok):
 
 def test_summary_counts_truncated_examples_and_percentiles(tmp_path, tok):
     cached = prepare(TRAIN, tok, families=None, root=tmp_path)
-    summary = Summary.of(cached, seq_len=100)
+    summary = Summary.of(TRAIN, cached, seq_len=100)
     lengths = cached.lengths
     assert summary.truncated == int(np.sum(lengths - 1 > 100)) > 0
     assert summary.percentiles["max"] == lengths.max()
@@ -376,8 +376,8 @@ def test_prompts_shared_by_held_out_and_training_examples_are_reported(
     assert 0 < shared < len(held)
     assert f"{shared} of {len(held)} held-out examples have a prompt" in caplog.text
     if cached:
-        (folder,) = (tmp_path / "cache").glob("twice-*")
-        assert Summary.of(CachedExamples(folder), 64).repeated == 20 + 40 - len(
+        (folder,) = cache_folders(tmp_path / "cache")
+        assert Summary.of(path, CachedExamples(folder), 64).repeated == 20 + 40 - len(
             {r["prompt"] for r in records}
         )
 
@@ -424,7 +424,7 @@ def test_two_preparations_of_one_file_at_once_keep_one_cache(tmp_path, tok, monk
     monkeypatch.setattr(cache_mod, "_write_arrays", racing)
     ours = prepare(TRAIN, tok, families=None, root=tmp_path)
     (theirs,) = nested
-    assert ours.folder == theirs.folder and len(list(tmp_path.glob("train-*"))) == 1
+    assert ours.folder == theirs.folder and len(cache_folders(tmp_path)) == 1
     assert ours.manifest["created"] == theirs.manifest["created"]  # theirs was kept
     assert not list((tmp_path / ".tmp").iterdir())
 
@@ -461,7 +461,7 @@ def test_a_worker_that_crashes_fails_the_preparation(tmp_path, tok, small_chunks
     monkeypatch.setattr(TextTokenizer, "spec", lambda self: broken)
     with pytest.raises(RuntimeError, match="a tokenizer worker exited"):
         prepare(path, tok, families=None, root=tmp_path / "c", workers=2)
-    assert not list((tmp_path / "c").glob("d-*"))
+    assert not cache_folders(tmp_path / "c")
     assert not list((tmp_path / "c" / ".tmp").iterdir())
 
 

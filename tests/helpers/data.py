@@ -55,3 +55,16 @@ def build_small_tokenizer(path: Path) -> Path:
     tok.train_from_iterator(corpus, trainer)
     tok.save(str(path))
     return path
+
+
+def cache_folders(root: Path, source: Path | None = None) -> list[Path]:
+    """The complete token-cache folders under `root` (those with a manifest), only those
+    built from `source` if given."""
+    found = []
+    for folder in sorted(root.iterdir()) if root.is_dir() else []:
+        manifest = folder / "manifest.json"
+        if manifest.is_file() and (
+            source is None or json.loads(manifest.read_text())["source"] == str(source)
+        ):
+            found.append(folder)
+    return found

@@ -2,7 +2,7 @@
 
 One folder per key under `dataset.cache_dir`:
 
-    <file stem>-<key[:20]>/
+    <key[:24]>/
         ids.npy        [tokens] uint16 (int32 when the vocabulary has more than 65,536)
         mask.npy       [tokens] bool: True on completion tokens, the loss mask
         offsets.npy    [examples + 1] int64: example i is ids[offsets[i]:offsets[i + 1]]
@@ -185,7 +185,7 @@ def prepare(
         raise DataError(f"{path}: no such file")
     parts = key_parts(path, tokenizer, families, root)
     key = cache_key(parts)
-    folder = root / f"{path.stem}-{key[:20]}"
+    folder = root / key[:24]  # the same content anywhere shares it; the manifest names it
     if is_complete(folder):
         try:
             cached = CachedExamples(folder)
@@ -365,12 +365,13 @@ class Summary:
     percentiles: dict[str, int]  # example length in tokens: p50, p90, p99, max
 
     @classmethod
-    def of(cls, cached: CachedExamples, seq_len: int) -> Summary:
+    def of(cls, source: str | Path, cached: CachedExamples, seq_len: int) -> Summary:
+        """`source`'s cache (which another file of the same content may have built)."""
         m, lengths = cached.manifest, cached.lengths
         points = np.percentile(lengths, [50, 90, 99]) if len(lengths) else [0, 0, 0]
         percentiles = {f"p{p}": int(round(v)) for p, v in zip((50, 90, 99), points, strict=True)}
         return cls(
-            source=str(m["source"]),
+            source=str(source),
             folder=str(cached.folder),
             records=int(m["records"]),
             examples=int(m["examples"]),

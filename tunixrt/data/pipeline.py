@@ -325,5 +325,5 @@ def prepare_caches(
     out = []
     for role, path in files:
         cached = prepare(path, tokenizer, families=cfg.families, root=root, workers=cfg.workers)
-        out.append((role, Summary.of(cached, seq_len)))
+        out.append((role, Summary.of(path, cached, seq_len)))
     return out

@@ -1,4 +1,5 @@
-"""Data: read and validate JSONL, render, tokenize, and batch with a resumable iterator."""
+"""Data: read and validate JSONL, render, tokenize (once, into a memory-mapped token cache),
+and batch with a resumable, shardable iterator."""
 
 from tunixrt.data.batching import BatchIterator, HostBatch, IteratorState, fixed_batches
 from tunixrt.data.render import Rendered, render

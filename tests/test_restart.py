@@ -84,7 +84,7 @@ def stop_at(step: int, monkeypatch: pytest.MonkeyPatch) -> None:
             os.kill(os.getpid(), signal.SIGTERM)
         return real(*args)
 
-    monkeypatch.setattr(train_setup, "make_train_step", lambda wrt: signalled)
+    monkeypatch.setattr(train_setup, "make_train_step", lambda *_: signalled)
 
 
 def test_an_interrupted_run_keeps_its_schedule_without_decay_steps(tmp_path, monkeypatch):

@@ -165,7 +165,7 @@ def row_at_first_step(monkeypatch, url: str, run_dir: Path) -> list[RunDetails]:
             seen.append(registry_row(url, run_dir))
         return real_step(model, optimizer, batch)
 
-    monkeypatch.setattr(train_setup, "make_train_step", lambda wrt: step)
+    monkeypatch.setattr(train_setup, "make_train_step", lambda *_: step)
     return seen
 
 
@@ -251,7 +251,7 @@ def test_nan_stops_with_the_step_and_keeps_the_last_good_checkpoint(
             batch = {**batch, "weights": batch["weights"] * np.nan}
         return real_step(model, optimizer, batch)
 
-    monkeypatch.setattr(train_setup, "make_train_step", lambda wrt: poisoned)
+    monkeypatch.setattr(train_setup, "make_train_step", lambda *_: poisoned)
     with pytest.raises(NonFiniteError, match=r"^step 10: non-finite"):
         train(compose_train(overrides(cache)), tmp_path)
     with ocp.CheckpointManager(tmp_path / "checkpoints", item_names=("state", "meta")) as m:

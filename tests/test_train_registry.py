@@ -96,7 +96,7 @@ def test_signal_is_recorded_as_preempted(registry_url, tmp_path, monkeypatch):
             os.kill(os.getpid(), signal.SIGTERM)  # as a scheduler would, mid-run
         return real_step(*args)
 
-    monkeypatch.setattr(train_setup, "make_train_step", lambda wrt: step_then_term)
+    monkeypatch.setattr(train_setup, "make_train_step", lambda *_: step_then_term)
     with pytest.raises(Preempted):
         train(compose_train([*FAST, f"registry.url='{registry_url}'"]), tmp_path)
     run = the_run(registry_url, tmp_path)

@@ -313,6 +313,10 @@ class TrainerConfig:
     eval_batches: int = 4
     log_every: int = 10
     progress: Progress = Progress.auto
+    # The loss applies the output head to about this many tokens at a time (a slice of
+    # the sequence in every row), so one chunk's float32 logits [tokens, vocab] exist at
+    # once instead of a micro-batch's; 0: all at once
+    loss_chunk_tokens: int = 1024
 
     def __post_init__(self) -> None:
         for key in (
@@ -326,6 +330,12 @@ class TrainerConfig:
             value = getattr(self, key)
             _require(value > 0, f"trainer.{key}", value, "a positive integer")
         _require(self.eval_every >= 0, "trainer.eval_every", self.eval_every, "an integer >= 0")
+        _require(
+            self.loss_chunk_tokens >= 0,
+            "trainer.loss_chunk_tokens",
+            self.loss_chunk_tokens,
+            "an integer >= 0 (0: no chunking)",
+        )
         _require(
             self.batch_size % self.grad_accum == 0,
             "trainer.batch_size",

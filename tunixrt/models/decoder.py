@@ -300,7 +300,7 @@ def _remat_block(
 
 
 class Decoder(nnx.Module):
-    """Token ids [b, s] -> float32 logits [b, s, v]."""
+    """Token ids [b, s] -> float32 logits [b, s, v]: `head(hidden_states(tokens))`."""
 
     def __init__(self, cfg: DecoderConfig, *, rngs: nnx.Rngs):
         self.cfg = cfg
@@ -321,11 +321,23 @@ class Decoder(nnx.Module):
         positions: jax.Array | None = None,
         segment_ids: jax.Array | None = None,
     ) -> jax.Array:
-        """tokens, positions, segment_ids: int32 [b, s]. Segment 0 marks padding.
+        """tokens, positions, segment_ids: int32 [b, s] -> float32 logits [b, s, v].
 
-        Packed rows pass per-token segment ids and positions that restart at 0 for
-        each segment; a token attends to earlier-or-equal tokens of its own segment.
+        Segment 0 marks padding. Packed rows pass per-token segment ids and positions
+        that restart at 0 for each segment; a token attends to earlier-or-equal tokens
+        of its own segment.
         """
+        return self.head(self.hidden_states(tokens, positions=positions, segment_ids=segment_ids))
+
+    def hidden_states(
+        self,
+        tokens: jax.Array,
+        *,
+        positions: jax.Array | None = None,
+        segment_ids: jax.Array | None = None,
+    ) -> jax.Array:
+        """What `head` turns into logits: the last block's output after the final norm,
+        [b, s, d]. A loss can apply the head to a few tokens at a time."""
         cfg = self.cfg
         b, s = tokens.shape
         if s > cfg.max_seq_len:
@@ -340,7 +352,17 @@ class Decoder(nnx.Module):
                 x = _remat_block(layer, x, rope, segment_ids)
             else:
                 x = layer(x, rope, segment_ids)
-        return self._logits(x)
+        return self.final_norm(x)
+
+    def head(self, x: jax.Array) -> jax.Array:
+        """Output head of final-normed x [..., d]: float32 logits [..., v], soft-capped
+        for Gemma 2."""
+        cfg = self.cfg
+        logits = self.embed.attend(x) if self.lm_head is None else self.lm_head(x)
+        logits = logits.astype(jnp.float32)
+        if cfg.final_softcap is not None:
+            logits = cfg.final_softcap * jnp.tanh(logits / cfg.final_softcap)
+        return logits
 
     def init_cache(self, batch: int, length: int) -> list[KVCache]:
         """Empty per-layer caches of `length` positions, for `extend`."""
@@ -371,7 +393,7 @@ class Decoder(nnx.Module):
         for layer, cache in zip(self.layers, caches, strict=True):
             x, cache = layer.cached(x, rope, local if layer.sliding else mask, cache, positions)
             updated.append(cache)
-        return self._logits(x), updated
+        return self.head(self.final_norm(x)), updated
 
     def _inputs(self, tokens: jax.Array, positions: jax.Array) -> tuple[jax.Array, Rope]:
         """Embeddings [b, s, d] of tokens [b, s], and the rotary angles of positions."""
@@ -382,13 +404,3 @@ class Decoder(nnx.Module):
         if self.pos_embed is not None:
             return x + self.pos_embed(positions), None
         return x, rope_angles(positions, rope_inv_freq(cfg))
-
-    def _logits(self, x: jax.Array) -> jax.Array:
-        """Final norm and output head: x [b, s, d] -> float32 logits [b, s, v]."""
-        cfg = self.cfg
-        x = self.final_norm(x)
-        logits = self.embed.attend(x) if self.lm_head is None else self.lm_head(x)
-        logits = logits.astype(jnp.float32)  # [b, s, v]
-        if cfg.final_softcap is not None:
-            logits = cfg.final_softcap * jnp.tanh(logits / cfg.final_softcap)
-        return logits

@@ -61,6 +61,16 @@ def test_logits_match_transformers(hf_cases, family):
 
 
 @pytest.mark.parametrize("family", FAMILIES)
+def test_reference_attention_matches_transformers_and_the_fused(hf_cases, family):
+    case: HFCase = hf_cases[family]
+    reference = load_pretrained(case.path, attention="reference")
+    assert not any(layer.attn.fused for layer in reference.layers)
+    got = logits_of(reference, case.tokens)
+    np.testing.assert_allclose(got, case.logits, atol=1e-4, rtol=0)
+    np.testing.assert_allclose(got, logits_of(load_pretrained(case.path), case.tokens), atol=1e-5)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
 def test_export_reloads_in_transformers(hf_cases, family, tmp_path):
     case: HFCase = hf_cases[family]
     save_pretrained(load_pretrained(case.path), tmp_path, tokenizer_dir=case.path)

@@ -11,7 +11,6 @@ import subprocess
 import sys
 
 import pytest
-from flax import nnx
 
 from tests.helpers.config import compose_train
 from tests.helpers.paths import ROOT
@@ -76,15 +75,20 @@ BASE = [
 
 def stop_at(step: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """SIGTERM this process during the given step, as a scheduler would."""
-    real, calls = make_train_step(nnx.Param), {"n": 0}
+    calls = {"n": 0}
 
-    def signalled(*args: object) -> object:
-        calls["n"] += 1
-        if calls["n"] == step:
-            os.kill(os.getpid(), signal.SIGTERM)
-        return real(*args)
+    def make(*key: object) -> object:
+        real = make_train_step(*key)  # the step the config asks for (wrt, loss chunks)
 
-    monkeypatch.setattr(train_setup, "make_train_step", lambda wrt: signalled)
+        def signalled(*args: object) -> object:
+            calls["n"] += 1
+            if calls["n"] == step:
+                os.kill(os.getpid(), signal.SIGTERM)
+            return real(*args)
+
+        return signalled
+
+    monkeypatch.setattr(train_setup, "make_train_step", make)
 
 
 def test_an_interrupted_run_keeps_its_schedule_without_decay_steps(tmp_path, monkeypatch):

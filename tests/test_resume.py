@@ -17,7 +17,6 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
-from flax import nnx
 
 from tests.helpers.config import compose_train
 from tests.helpers.data import cache_folders
@@ -164,14 +163,19 @@ def registry_row(url: str, run_dir: Path) -> RunDetails:
 
 def row_at_first_step(monkeypatch, url: str, run_dir: Path) -> list[RunDetails]:
     """The run's registry row as it is when the first step starts (filled in then)."""
-    real_step, seen = make_train_step(nnx.Param), []
+    seen = []
 
-    def step(model, optimizer, batch):
-        if not seen:
-            seen.append(registry_row(url, run_dir))
-        return real_step(model, optimizer, batch)
+    def make(*key):
+        real_step = make_train_step(*key)  # the step the config asks for (wrt, loss chunks)
 
-    monkeypatch.setattr(train_setup, "make_train_step", lambda wrt: step)
+        def step(model, optimizer, batch):
+            if not seen:
+                seen.append(registry_row(url, run_dir))
+            return real_step(model, optimizer, batch)
+
+        return step
+
+    monkeypatch.setattr(train_setup, "make_train_step", make)
     return seen
 
 
@@ -248,16 +252,20 @@ def test_resume_policies(tmp_path, cache):
 def test_nan_stops_with_the_step_and_keeps_the_last_good_checkpoint(
     tmp_path, cache, reference, monkeypatch
 ):
-    real_step = make_train_step(nnx.Param)
     calls = {"n": 0}
 
-    def poisoned(model, optimizer, batch):
-        calls["n"] += 1
-        if calls["n"] == 10:  # step 10: NaN weights make the loss and gradients NaN
-            batch = {**batch, "weights": batch["weights"] * np.nan}
-        return real_step(model, optimizer, batch)
+    def make(*key):
+        real_step = make_train_step(*key)  # the step the config asks for (wrt, loss chunks)
 
-    monkeypatch.setattr(train_setup, "make_train_step", lambda wrt: poisoned)
+        def poisoned(model, optimizer, batch):
+            calls["n"] += 1
+            if calls["n"] == 10:  # step 10: NaN weights make the loss and gradients NaN
+                batch = {**batch, "weights": batch["weights"] * np.nan}
+            return real_step(model, optimizer, batch)
+
+        return poisoned
+
+    monkeypatch.setattr(train_setup, "make_train_step", make)
     with pytest.raises(NonFiniteError, match=r"^step 10: non-finite"):
         train(compose_train(overrides(cache)), tmp_path)
     with ocp.CheckpointManager(tmp_path / "checkpoints", item_names=("state", "meta")) as m:

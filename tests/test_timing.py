@@ -38,6 +38,10 @@ def test_bench_json_agrees_with_the_model_and_itself(capsys, bench_args):
     assert out["model_tflops_per_second"] == pytest.approx(flops / 1e12)
     assert out["mfu"] is None  # no known peak on a CPU
     assert out["compile_seconds"] > 0 and out["peak_memory_mib"] > 0
+    # XLA's plan: float32 parameters and AdamW's two moments come in; activations,
+    # logits and gradients are temporaries
+    assert out["step_argument_mib"] * 2**20 >= 12 * num_params(dcfg)
+    assert out["step_temp_mib"] > 0
     gen = out["generation"]
     # the trainer's rows, prompts of half a row and as many new tokens, within the model
     assert gen["rows"] == cfg.trainer.batch_size and gen["prompt_tokens"] == 64
@@ -58,6 +62,6 @@ def test_bench_text_names_every_figure(capsys, bench_args):
     assert tunixrt_cli([*bench_args, "--steps", "1", "--warmup", "0"]) == 0
     text = capsys.readouterr().out
     rows = ("device", "model", "tokens/step", "compile", "step time", "tokens/s", "MFU")
-    for row in (*rows, "generation", "prefill", "decode"):
+    for row in (*rows, "step buffers", "generation", "prefill", "decode"):
         assert f"\n{row} " in f"\n{text}", row
     assert "n/a (peak unknown)" in text

@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import pytest
-from flax import nnx
 from sqlalchemy import select
 
 from tests.helpers.config import compose_train
@@ -88,15 +87,20 @@ def test_bad_data_is_recorded_as_failed(registry_url, tmp_path):
 
 
 def test_signal_is_recorded_as_preempted(registry_url, tmp_path, monkeypatch):
-    real_step, calls = make_train_step(nnx.Param), {"n": 0}
+    calls = {"n": 0}
 
-    def step_then_term(*args):
-        calls["n"] += 1
-        if calls["n"] == 4:
-            os.kill(os.getpid(), signal.SIGTERM)  # as a scheduler would, mid-run
-        return real_step(*args)
+    def make(*key):
+        real_step = make_train_step(*key)  # the step the config asks for (wrt, loss chunks)
 
-    monkeypatch.setattr(train_setup, "make_train_step", lambda wrt: step_then_term)
+        def step_then_term(*args):
+            calls["n"] += 1
+            if calls["n"] == 4:
+                os.kill(os.getpid(), signal.SIGTERM)  # as a scheduler would, mid-run
+            return real_step(*args)
+
+        return step_then_term
+
+    monkeypatch.setattr(train_setup, "make_train_step", make)
     with pytest.raises(Preempted):
         train(compose_train([*FAST, f"registry.url='{registry_url}'"]), tmp_path)
     run = the_run(registry_url, tmp_path)

@@ -153,9 +153,9 @@ def test_evaluation_runs_in_training_sized_micro_batches(batch, monkeypatch):
     rows_seen: list[int] = []
     real = train_setup.eval_step
 
-    def counting(m: Decoder, b: dict) -> tuple:
+    def counting(m: Decoder, b: dict, chunk: int) -> tuple:
         rows_seen.append(b["inputs"].shape[0])
-        return real(m, b)
+        return real(m, b, chunk)
 
     monkeypatch.setattr(train_setup, "eval_step", counting)
     batches = [batch, {k: v[::-1].copy() for k, v in batch.items()}]

@@ -89,6 +89,12 @@ class Activation(enum.StrEnum):
     gelu_tanh = "gelu_tanh"  # Hugging Face gelu_new / gelu_pytorch_tanh
 
 
+class AttentionImpl(enum.StrEnum):
+    auto = "auto"  # fused where it can express the model, else reference
+    fused = "fused"  # jax.nn.dot_product_attention (XLA; cuDNN when JAX picks it)
+    reference = "reference"  # explicit einsums: scores [b, h, q, k] in float32
+
+
 class Progress(enum.StrEnum):
     auto = "auto"  # a bar on a terminal, log lines otherwise
     bar = "bar"
@@ -174,7 +180,7 @@ class LoRAConfig:
 class ModelConfig:
     """A decoder trained from scratch (every key below), or a pretrained Hugging Face
     checkpoint (`path`; its config.json decides the architecture, and of the keys below
-    only `family`, `remat` and `lora` apply). The layout keys are those of
+    only `family`, `remat`, `attention` and `lora` apply). The layout keys are those of
     `tunixrt.models.decoder.DecoderConfig`, which is derived from this; the defaults give
     the Llama layout."""
 
@@ -186,6 +192,9 @@ class ModelConfig:
     # Hugging Face model_type `tunixrt export` writes (null: llama).
     family: str | None = None
     remat: bool = False  # recompute activations in the backward pass: less memory, more time
+    # How attention computes; fused cannot express attn_softcap, which auto then leaves
+    # to the reference einsums
+    attention: AttentionImpl = AttentionImpl.auto
     lora: LoRAConfig = field(default_factory=LoRAConfig)
     vocab_size: int | None = None  # None: the tokenizer's vocabulary size
     dim: int = 256
@@ -248,6 +257,13 @@ class ModelConfig:
         for key in ("head_dim", "query_scale", "attn_softcap", "final_softcap", "sliding_window"):
             value = getattr(self, key)
             _require(value is None or value > 0, f"model.{key}", value, "a positive number or null")
+        _require(
+            self.attention != AttentionImpl.fused or self.attn_softcap is None,
+            "model.attention",
+            str(self.attention),
+            f"auto or reference with model.attn_softcap={self.attn_softcap} (the fused "
+            "attention has no soft-cap)",
+        )
 
 
 @dataclass
@@ -328,6 +344,10 @@ class TrainerConfig:
     eval_batches: int = 4
     log_every: int = 10
     progress: Progress = Progress.auto
+    # The loss applies the output head to about this many tokens at a time (a slice of
+    # the sequence in every row), so one chunk's float32 logits [tokens, vocab] exist at
+    # once instead of a micro-batch's; 0: all at once
+    loss_chunk_tokens: int = 1024
 
     def __post_init__(self) -> None:
         for key in (
@@ -341,6 +361,12 @@ class TrainerConfig:
             value = getattr(self, key)
             _require(value > 0, f"trainer.{key}", value, "a positive integer")
         _require(self.eval_every >= 0, "trainer.eval_every", self.eval_every, "an integer >= 0")
+        _require(
+            self.loss_chunk_tokens >= 0,
+            "trainer.loss_chunk_tokens",
+            self.loss_chunk_tokens,
+            "an integer >= 0 (0: no chunking)",
+        )
         _require(
             self.batch_size % self.grad_accum == 0,
             "trainer.batch_size",

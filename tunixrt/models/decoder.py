@@ -33,6 +33,7 @@ from tunixrt.models.positions import (
     cache_mask,
     rope_angles,
     rope_inv_freq,
+    segment_mask,
     window_band,
 )
 
@@ -137,12 +138,19 @@ class KVCache(NamedTuple):
 
 
 class Attention(nnx.Module):
-    """Causal grouped-query attention: n_heads query heads share n_kv_heads kv heads."""
+    """Causal grouped-query attention: n_heads query heads share n_kv_heads kv heads.
 
-    def __init__(self, cfg: DecoderConfig, *, rngs: nnx.Rngs):
+    Fused (`DecoderConfig.fused_attention`) through jax.nn.dot_product_attention, which
+    reads kv head i // (h / g) for query head i without repeating k and v; otherwise
+    the reference einsums, which also apply Gemma 2's score soft-cap.
+    """
+
+    def __init__(self, cfg: DecoderConfig, *, window: int | None, rngs: nnx.Rngs):
         self.n_heads, self.n_kv_heads, self.head_dim = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
         self.score_divisor_sq = cfg.query_scale or cfg.head_dim  # scores / sqrt(this)
         self.softcap = cfg.attn_softcap
+        self.window = window  # keys fewer than this many tokens back; None: every earlier key
+        self.fused = cfg.fused_attention
         q_width, kv_width = cfg.n_heads * cfg.head_dim, cfg.n_kv_heads * cfg.head_dim
         self.q_proj = _linear(cfg, cfg.dim, q_width, rngs, bias=cfg.qkv_bias)
         self.k_proj = _linear(cfg, cfg.dim, kv_width, rngs, bias=cfg.qkv_bias)
@@ -151,17 +159,31 @@ class Attention(nnx.Module):
         self.q_norm = Norm(cfg, cfg.head_dim, NormKind.rms) if cfg.qk_norm else None
         self.k_norm = Norm(cfg, cfg.head_dim, NormKind.rms) if cfg.qk_norm else None
 
-    def __call__(self, x: jax.Array, rope: Rope, mask: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, rope: Rope, segment_ids: jax.Array | None) -> jax.Array:
+        """x [b, s, d], causal within the packed segments of segment_ids [b, s] (None:
+        one sequence per row), within the window if any -> [b, s, d]."""
         q, k, v = self._project(x, rope)
-        return self._attend(q, k, v, mask)
+        if self.fused:
+            out = self._fused(q, k, v, segment_mask(segment_ids), causal=True)
+        else:
+            mask = attention_mask(segment_ids, x.shape[1])
+            if self.window is not None:
+                mask = mask & window_band(x.shape[1], self.window)
+            out = self._reference(q, k, v, mask)
+        return self._output(out)
 
     def cached(
         self, x: jax.Array, rope: Rope, mask: jax.Array, cache: KVCache, positions: jax.Array
     ) -> tuple[jax.Array, KVCache]:
-        """Attend from x [b, s, d] at `positions` [b, s] over the cache plus x's own keys."""
+        """Attend from x [b, s, d] at `positions` [b, s] over the cache plus x's own keys;
+        `mask` [b, 1, s, t] (`cache_mask`) already holds causality and the window."""
         q, k, v = self._project(x, rope)
         cache = cache.write(k, v, positions)
-        return self._attend(q, cache.k, cache.v, mask), cache
+        if self.fused:
+            out = self._fused(q, cache.k, cache.v, mask, causal=False)
+        else:
+            out = self._reference(q, cache.k, cache.v, mask)
+        return self._output(out), cache
 
     def _project(self, x: jax.Array, rope: Rope) -> tuple[jax.Array, jax.Array, jax.Array]:
         b, s, _ = x.shape
@@ -174,9 +196,25 @@ class Attention(nnx.Module):
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
         return q, k, v
 
-    def _attend(self, q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array) -> jax.Array:
-        """q [b, q, h, e] over k, v [b, k, g, e] -> [b, q, d]."""
-        b, s = q.shape[:2]
+    def _fused(
+        self, q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array | None, *, causal: bool
+    ) -> jax.Array:
+        """q [b, q, h, e] over k, v [b, k, g, e] -> [b, q, h, e]; `mask` [b, 1, q, k] or
+        None. `causal` masks and windows by index, as `attention_mask` and `window_band`
+        do: a key at most window - 1 tokens back, none ahead."""
+        window = (self.window - 1, 0) if causal and self.window is not None else None
+        return jax.nn.dot_product_attention(
+            q,
+            k,
+            v,
+            mask=mask,
+            scale=1.0 / math.sqrt(self.score_divisor_sq),
+            is_causal=causal,
+            local_window_size=window,
+        )
+
+    def _reference(self, q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array) -> jax.Array:
+        """q [b, q, h, e] over k, v [b, k, g, e] -> [b, q, h, e]; `mask` [b, 1, q, k]."""
         # Query head i reads kv head i // (h / g), as in HF `repeat_kv`.
         groups = self.n_heads // self.n_kv_heads
         k = jnp.repeat(k, groups, axis=2)  # [b, k, h, e]
@@ -188,7 +226,11 @@ class Attention(nnx.Module):
             scores = self.softcap * jnp.tanh(scores / self.softcap)
         scores = scores + jnp.where(mask, 0.0, _MASK_VALUE)  # [b, h, q, k], float32
         probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
-        out = jnp.einsum("bhqk,bkhe->bqhe", probs, v)  # [b, s, h, e]
+        return jnp.einsum("bhqk,bkhe->bqhe", probs, v)
+
+    def _output(self, out: jax.Array) -> jax.Array:
+        """Heads [b, s, h, e] -> [b, s, d]."""
+        b, s = out.shape[:2]
         return self.o_proj(out.reshape(b, s, self.n_heads * self.head_dim))
 
 
@@ -220,14 +262,14 @@ class Block(nnx.Module):
     def __init__(self, cfg: DecoderConfig, *, sliding: bool, rngs: nnx.Rngs):
         self.sliding = sliding
         self.attn_norm = Norm(cfg)
-        self.attn = Attention(cfg, rngs=rngs)
+        self.attn = Attention(cfg, window=cfg.sliding_window if sliding else None, rngs=rngs)
         self.post_attn_norm = Norm(cfg) if cfg.sandwich_norm else None
         self.mlp_norm = Norm(cfg)
         self.mlp = MLP(cfg, rngs=rngs)
         self.post_mlp_norm = Norm(cfg) if cfg.sandwich_norm else None
 
-    def __call__(self, x: jax.Array, rope: Rope, mask: jax.Array) -> jax.Array:
-        return self._finish(x, self.attn(self.attn_norm(x), rope, mask))
+    def __call__(self, x: jax.Array, rope: Rope, segment_ids: jax.Array | None) -> jax.Array:
+        return self._finish(x, self.attn(self.attn_norm(x), rope, segment_ids))
 
     def cached(
         self, x: jax.Array, rope: Rope, mask: jax.Array, cache: KVCache, positions: jax.Array
@@ -247,16 +289,18 @@ class Block(nnx.Module):
 
 
 @nnx.remat
-def _remat_block(block: Block, x: jax.Array, rope: Rope, mask: jax.Array) -> jax.Array:
+def _remat_block(
+    block: Block, x: jax.Array, rope: Rope, segment_ids: jax.Array | None
+) -> jax.Array:
     """The block, keeping only its input for the backward pass."""
-    return block(x, rope, mask)
+    return block(x, rope, segment_ids)
 
 
 # ---------------------------------------------------------------------------- model
 
 
 class Decoder(nnx.Module):
-    """Token ids [b, s] -> float32 logits [b, s, v]."""
+    """Token ids [b, s] -> float32 logits [b, s, v]: `head(hidden_states(tokens))`."""
 
     def __init__(self, cfg: DecoderConfig, *, rngs: nnx.Rngs):
         self.cfg = cfg
@@ -277,11 +321,23 @@ class Decoder(nnx.Module):
         positions: jax.Array | None = None,
         segment_ids: jax.Array | None = None,
     ) -> jax.Array:
-        """tokens, positions, segment_ids: int32 [b, s]. Segment 0 marks padding.
+        """tokens, positions, segment_ids: int32 [b, s] -> float32 logits [b, s, v].
 
-        Packed rows pass per-token segment ids and positions that restart at 0 for
-        each segment; a token attends to earlier-or-equal tokens of its own segment.
+        Segment 0 marks padding. Packed rows pass per-token segment ids and positions
+        that restart at 0 for each segment; a token attends to earlier-or-equal tokens
+        of its own segment.
         """
+        return self.head(self.hidden_states(tokens, positions=positions, segment_ids=segment_ids))
+
+    def hidden_states(
+        self,
+        tokens: jax.Array,
+        *,
+        positions: jax.Array | None = None,
+        segment_ids: jax.Array | None = None,
+    ) -> jax.Array:
+        """What `head` turns into logits: the last block's output after the final norm,
+        [b, s, d]. A loss can apply the head to a few tokens at a time."""
         cfg = self.cfg
         b, s = tokens.shape
         if s > cfg.max_seq_len:
@@ -290,17 +346,23 @@ class Decoder(nnx.Module):
             )
         if positions is None:
             positions = jnp.broadcast_to(jnp.arange(s, dtype=jnp.int32), (b, s))
-        mask = attention_mask(segment_ids, s)
-        local = mask if cfg.sliding_window is None else mask & window_band(s, cfg.sliding_window)
         x, rope = self._inputs(tokens, positions)
         for layer in self.layers:
-            layer_mask = local if layer.sliding else mask
-            x = (
-                _remat_block(layer, x, rope, layer_mask)
-                if cfg.remat
-                else layer(x, rope, layer_mask)
-            )
-        return self._logits(x)
+            if cfg.remat:
+                x = _remat_block(layer, x, rope, segment_ids)
+            else:
+                x = layer(x, rope, segment_ids)
+        return self.final_norm(x)
+
+    def head(self, x: jax.Array) -> jax.Array:
+        """Output head of final-normed x [..., d]: float32 logits [..., v], soft-capped
+        for Gemma 2."""
+        cfg = self.cfg
+        logits = self.embed.attend(x) if self.lm_head is None else self.lm_head(x)
+        logits = logits.astype(jnp.float32)
+        if cfg.final_softcap is not None:
+            logits = cfg.final_softcap * jnp.tanh(logits / cfg.final_softcap)
+        return logits
 
     def init_cache(self, batch: int, length: int) -> list[KVCache]:
         """Empty per-layer caches of `length` positions, for `extend`."""
@@ -331,7 +393,7 @@ class Decoder(nnx.Module):
         for layer, cache in zip(self.layers, caches, strict=True):
             x, cache = layer.cached(x, rope, local if layer.sliding else mask, cache, positions)
             updated.append(cache)
-        return self._logits(x), updated
+        return self.head(self.final_norm(x)), updated
 
     def _inputs(self, tokens: jax.Array, positions: jax.Array) -> tuple[jax.Array, Rope]:
         """Embeddings [b, s, d] of tokens [b, s], and the rotary angles of positions."""
@@ -342,13 +404,3 @@ class Decoder(nnx.Module):
         if self.pos_embed is not None:
             return x + self.pos_embed(positions), None
         return x, rope_angles(positions, rope_inv_freq(cfg))
-
-    def _logits(self, x: jax.Array) -> jax.Array:
-        """Final norm and output head: x [b, s, d] -> float32 logits [b, s, v]."""
-        cfg = self.cfg
-        x = self.final_norm(x)
-        logits = self.embed.attend(x) if self.lm_head is None else self.lm_head(x)
-        logits = logits.astype(jnp.float32)  # [b, s, v]
-        if cfg.final_softcap is not None:
-            logits = cfg.final_softcap * jnp.tanh(logits / cfg.final_softcap)
-        return logits

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 
-from tunixrt.config import Activation, NormKind, PositionKind, RopeScaling
+from tunixrt.config import Activation, AttentionImpl, NormKind, PositionKind, RopeScaling
 
 _DTYPES = ("float32", "bfloat16")
 # Fields holding a choice, turned into their enum when a DecoderConfig is built.
@@ -20,6 +20,7 @@ _CHOICES: dict[str, type[enum.StrEnum]] = {
     "activation": Activation,
     "position": PositionKind,
     "rope_scaling": RopeScaling,
+    "attention": AttentionImpl,
 }
 
 
@@ -39,6 +40,7 @@ class DecoderConfig:
     param_dtype: str = "float32"  # storage dtype of parameters
     init_std: float = 0.02
     remat: bool = False  # recompute each block's activations in the backward pass
+    attention: AttentionImpl = AttentionImpl.auto  # fused, reference, or fused where it can
 
     # Family switches. The defaults give the Llama layout.
     family: str = "llama"  # Hugging Face model_type the weights export as
@@ -105,12 +107,25 @@ class DecoderConfig:
                 self.rope_high_freq_factor > self.rope_low_freq_factor,
                 "rope_high_freq_factor must exceed rope_low_freq_factor",
             )
+        _require(
+            self.attention is not AttentionImpl.fused or self.attn_softcap is None,
+            f"attention='fused' cannot express attn_softcap={self.attn_softcap} (the fused "
+            "attention has no soft-cap); use 'auto' or 'reference'",
+        )
         bad = [i for i in self.sliding_layers or () if not 0 <= i < self.n_layers]
         _require(not bad, f"sliding_layers {bad} are not layers of a {self.n_layers}-layer model")
 
     @property
     def head_dim(self) -> int:
         return self.explicit_head_dim or self.dim // self.n_heads
+
+    @property
+    def fused_attention(self) -> bool:
+        """Whether attention runs through jax.nn.dot_product_attention, which expresses
+        everything here but Gemma 2's score soft-cap."""
+        if self.attention is AttentionImpl.auto:
+            return self.attn_softcap is None
+        return self.attention is AttentionImpl.fused
 
     def is_sliding(self, layer: int) -> bool:
         """Whether `layer` attends within the sliding window."""

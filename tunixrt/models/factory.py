@@ -59,6 +59,7 @@ def _pretrained(
         dtype=jnp.dtype(dtype).name,
         param_dtype="float32",
         sharding=devices.replicated,
+        attention=cfg.attention,
     )
     found = model.cfg.family
     if cfg.family is not None and found != cfg.family:

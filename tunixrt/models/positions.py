@@ -68,10 +68,15 @@ def attention_mask(segment_ids: jax.Array | None, seq_len: int) -> jax.Array:
     """
     idx = jnp.arange(seq_len)
     mask = (idx[:, None] >= idx[None, :])[None, None]  # [1, 1, q, k]
-    if segment_ids is not None:
-        same = segment_ids[:, :, None] == segment_ids[:, None, :]  # [b, q, k]
-        mask = mask & same[:, None]
-    return mask
+    same = segment_mask(segment_ids)
+    return mask if same is None else mask & same
+
+
+def segment_mask(segment_ids: jax.Array | None) -> jax.Array | None:
+    """Boolean [b, 1, q, k]: query and key in the same packed segment; None unpacked."""
+    if segment_ids is None:
+        return None
+    return (segment_ids[:, :, None] == segment_ids[:, None, :])[:, None]
 
 
 def window_band(seq_len: int, window: int) -> jax.Array:

@@ -169,7 +169,8 @@ def _evaluations(run: Run, step: int, throughput: Throughput) -> dict[str, float
 def _eval(run: Run, step: int) -> float | None:
     _check_finite(run)
     s = run.setup
-    loss = evaluate(s.model, s.data.eval_batches, s.devices, s.cfg.trainer.grad_accum)
+    t = s.cfg.trainer
+    loss = evaluate(s.model, s.data.eval_batches, s.devices, t.grad_accum, t.loss_chunk_tokens)
     if loss is not None:
         run.loop.record_eval(loss)
         run.writer.write_scalars(step, {"eval/loss": loss})

@@ -109,7 +109,8 @@ def setup(
     # Commit the optimizer state to the mesh like the parameters: state left uncommitted
     # would make the first step compile for other shardings than every later step.
     nnx.update(optimizer, jax.device_put(nnx.state(optimizer), devices.replicated))
-    return Setup(cfg, devices, data, model, optimizer, schedule, make_train_step(wrt), answers)
+    step = make_train_step(wrt, t.loss_chunk_tokens)
+    return Setup(cfg, devices, data, model, optimizer, schedule, step, answers)
 
 
 def to_device(batch: HostBatch, s: Setup) -> DeviceBatch:
@@ -122,12 +123,16 @@ def to_device(batch: HostBatch, s: Setup) -> DeviceBatch:
 
 
 def evaluate(
-    model: nnx.Module, batches: list[HostBatch], devices: Devices, micro_batches: int = 1
+    model: Decoder,
+    batches: list[HostBatch],
+    devices: Devices,
+    micro_batches: int = 1,
+    loss_chunk_tokens: int = 0,
 ) -> float | None:
     """Token-weighted mean loss over fixed held-out batches; None when there are none.
     Each [rows, seq] batch runs as `micro_batches` slices of rows/micro_batches rows,
-    as a train step does (trainer.grad_accum), so evaluation never needs more memory
-    than a training micro-batch."""
+    with the loss chunked as in training (trainer.grad_accum, trainer.loss_chunk_tokens),
+    so evaluation never needs more memory than a training micro-batch."""
     if not batches:
         return None
     total, count = 0.0, 0.0
@@ -137,6 +142,6 @@ def evaluate(
                 k: jax.device_put(np.split(v, micro_batches)[micro], devices.data_sharding)
                 for k, v in batch.items()
             }
-            loss_sum, n = jax.device_get(eval_step(model, placed))
+            loss_sum, n = jax.device_get(eval_step(model, placed, loss_chunk_tokens))
             total, count = total + float(loss_sum), count + float(n)
     return total / max(count, 1.0)

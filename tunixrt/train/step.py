@@ -17,23 +17,14 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
+from tunixrt.models.decoder import Decoder
+from tunixrt.train.loss import loss_sums
+
 DeviceBatch = dict[str, jax.Array]  # the same keys as data.HostBatch, placed on the mesh
 
 
-def loss_sums(model: nnx.Module, batch: DeviceBatch) -> tuple[jax.Array, jax.Array]:
-    """Sum of token cross-entropies over weighted targets, and the weight total."""
-    logits = model(
-        batch["inputs"],
-        positions=batch["positions"],
-        segment_ids=batch["segment_ids"],
-    )  # [rows, seq, vocab] float32
-    ce = optax.softmax_cross_entropy_with_integer_labels(logits, batch["targets"])
-    weights = batch["weights"]
-    return jnp.sum(ce * weights), jnp.sum(weights)
-
-
 def _accumulate(
-    model: nnx.Module, batch: DeviceBatch, wrt: type[nnx.Variable]
+    model: nnx.Module, batch: DeviceBatch, wrt: type[nnx.Variable], chunk_tokens: int
 ) -> tuple[Any, jax.Array, jax.Array]:
     """Summed gradients (of the `wrt` variables), loss and token count over the
     micro-batch axis."""
@@ -47,7 +38,7 @@ def _accumulate(
         grad_sum, loss_sum, count = carry
 
         def f(p: Any) -> tuple[jax.Array, jax.Array]:
-            return loss_sums(nnx.merge(graphdef, p, rest), mb)
+            return loss_sums(nnx.merge(graphdef, p, rest), mb, chunk_tokens)
 
         (loss, n), grads = jax.value_and_grad(f, has_aux=True)(params)
         grad_sum = jax.tree.map(jnp.add, grad_sum, grads)
@@ -64,16 +55,17 @@ TrainStep = Callable[[nnx.Module, nnx.Optimizer, DeviceBatch], dict[str, jax.Arr
 
 
 @functools.cache
-def make_train_step(wrt: type[nnx.Variable]) -> TrainStep:
+def make_train_step(wrt: type[nnx.Variable], loss_chunk_tokens: int = 0) -> TrainStep:
     """A compiled optimizer step that differentiates and updates the `wrt` variables only
-    (nnx.Param: every weight; nnx.LoRAParam: the adapters). One per `wrt`, so every
-    caller shares its compilation cache."""
+    (nnx.Param: every weight; nnx.LoRAParam: the adapters), with the loss's output head
+    applied `loss_chunk_tokens` tokens at a time (0: all at once). One per argument
+    pair, so every caller shares its compilation cache."""
 
     @nnx.jit(donate_argnums=(0, 1))
     def step(
         model: nnx.Module, optimizer: nnx.Optimizer, batch: DeviceBatch
     ) -> dict[str, jax.Array]:
-        grad_sum, loss_sum, count = _accumulate(model, batch, wrt)
+        grad_sum, loss_sum, count = _accumulate(model, batch, wrt, loss_chunk_tokens)
         denom = jnp.maximum(count, 1.0)
         grads = jax.tree.map(lambda g: g / denom, grad_sum)
         optimizer.update(model, grads)
@@ -86,7 +78,9 @@ def make_train_step(wrt: type[nnx.Variable]) -> TrainStep:
     return step
 
 
-@nnx.jit
-def eval_step(model: nnx.Module, batch: DeviceBatch) -> tuple[jax.Array, jax.Array]:
+@nnx.jit(static_argnames="loss_chunk_tokens")
+def eval_step(
+    model: Decoder, batch: DeviceBatch, loss_chunk_tokens: int = 0
+) -> tuple[jax.Array, jax.Array]:
     """Summed loss and token count of one [rows, seq] batch, for a token-weighted mean."""
-    return loss_sums(model, batch)
+    return loss_sums(model, batch, loss_chunk_tokens)

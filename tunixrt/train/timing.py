@@ -2,9 +2,9 @@
 checkpoint save and restore; what `tunixrt bench` prints.
 
 Prints tokens/s, step time, compile time, model FLOPs utilization (when the device's
-peak is known) and peak memory; prefill and decode tokens/s of generation; with
-`--checkpoint`, also the time a save blocks the loop, the time until it is on disk, and
-the restore time (in a temporary folder).
+peak is known), peak memory and XLA's buffer plan of the compiled step; prefill and
+decode tokens/s of generation; with `--checkpoint`, also the time a save blocks the
+loop, the time until it is on disk, and the restore time (in a temporary folder).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from tunixrt.checkpoint import Checkpointer, train_state
 from tunixrt.evaluation import generate_tokens
 from tunixrt.models import flops_per_token, num_params
 from tunixrt.train.setup import Setup, to_device
+from tunixrt.train.step import DeviceBatch
 
 # Dense bf16 peak FLOP/s per chip, from the vendors' data sheets.
 PEAK_BF16_FLOPS = {
@@ -54,6 +55,11 @@ class BenchResult:
     mfu: float | None  # None when the device's peak is unknown (CPU)
     peak_memory_mib: float
     memory_source: str
+    # XLA's buffer plan of the compiled step (every backend, CPU included): parameters,
+    # optimizer state and batch in; activations, logits and gradients as temporaries.
+    # None where the backend gives no plan.
+    step_argument_mib: float | None
+    step_temp_mib: float | None
 
 
 def _peak_flops(kind: str, precision_bf16: bool) -> float | None:
@@ -68,6 +74,20 @@ def _peak_memory(s: Setup) -> tuple[float, str]:
         return stats["peak_bytes_in_use"] / 2**20, "device peak_bytes_in_use"
     # CPU: the process's peak resident set (kilobytes on Linux)
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "process max RSS"
+
+
+def _compiled_memory(s: Setup, batch: DeviceBatch) -> tuple[float | None, float | None]:
+    """Argument and temporary MiB of the compiled train step, from XLA's memory
+    analysis; compiles the step once more (a cache hit with the compile cache on).
+    None for a step that is not a jitted function (a test's wrapper) or a backend
+    without the analysis."""
+    lower = getattr(s.train_step, "lower", None)
+    if lower is None:
+        return None, None
+    analysis = lower(s.model, s.optimizer, batch).compile().memory_analysis()
+    if analysis is None:
+        return None, None
+    return analysis.argument_size_in_bytes / 2**20, analysis.temp_size_in_bytes / 2**20
 
 
 def bench_step(s: Setup, *, steps: int, warmup: int) -> BenchResult:
@@ -92,6 +112,7 @@ def bench_step(s: Setup, *, steps: int, warmup: int) -> BenchResult:
     kind = s.devices.devices[0].device_kind
     peak = _peak_flops(kind, s.devices.compute_dtype == jax.numpy.bfloat16)
     memory, source = _peak_memory(s)
+    arguments, temporaries = _compiled_memory(s, batches[0])
     return BenchResult(
         platform=s.devices.platform,
         device_kind=kind,
@@ -105,6 +126,8 @@ def bench_step(s: Setup, *, steps: int, warmup: int) -> BenchResult:
         mfu=None if peak is None else model_flops / (peak * len(s.devices.devices)),
         peak_memory_mib=memory,
         memory_source=source,
+        step_argument_mib=arguments,
+        step_temp_mib=temporaries,
     )
 
 
@@ -242,4 +265,7 @@ def format_result(r: BenchResult) -> str:
         ("MFU", mfu),
         ("peak memory", f"{r.peak_memory_mib:,.0f} MiB ({r.memory_source})"),
     ]
+    if r.step_argument_mib is not None and r.step_temp_mib is not None:
+        plan = f"{r.step_argument_mib:,.0f} MiB in, {r.step_temp_mib:,.0f} MiB temporaries"
+        rows.append(("step buffers", f"{plan} (XLA's plan of the compiled step)"))
     return "\n".join(f"{k:<14} {v}" for k, v in rows)

@@ -38,7 +38,7 @@ _ACTIVATIONS = {
 _HF_ACTIVATION = {"silu": "silu", "gelu": "gelu", "gelu_tanh": "gelu_pytorch_tanh"}
 
 # Fields that say how to compute, not what the checkpoint holds; never compared on export.
-_RUNTIME_FIELDS = ("dtype", "param_dtype", "init_std", "remat")
+_RUNTIME_FIELDS = ("dtype", "param_dtype", "init_std", "remat", "attention")
 
 
 class CheckpointError(InputError, ValueError):
@@ -64,12 +64,18 @@ def model_type(hf: HFConfig, source: str) -> str:
 
 
 def decoder_config(
-    hf: HFConfig, *, dtype: str = "float32", param_dtype: str | None = None, source: str
+    hf: HFConfig,
+    *,
+    dtype: str = "float32",
+    param_dtype: str | None = None,
+    attention: str = "auto",
+    source: str,
 ) -> DecoderConfig:
-    """The DecoderConfig of a Hugging Face config dict; `source` names it in errors."""
+    """The DecoderConfig of a Hugging Face config dict; `source` names it in errors.
+    dtype, param_dtype and attention say how to compute (DecoderConfig's fields)."""
     family = model_type(hf, source)
     fields = _READERS[family](_Reader(hf, source))
-    fields.update(family=family, dtype=dtype, param_dtype=param_dtype or dtype)
+    fields.update(family=family, dtype=dtype, param_dtype=param_dtype or dtype, attention=attention)
     try:
         return DecoderConfig(**fields)
     except ValueError as err:

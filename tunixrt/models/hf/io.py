@@ -77,16 +77,25 @@ def _folder(path: str | os.PathLike) -> Path:
 
 
 def read_config(
-    path: str | os.PathLike, *, dtype: str = "float32", param_dtype: str | None = None
+    path: str | os.PathLike,
+    *,
+    dtype: str = "float32",
+    param_dtype: str | None = None,
+    attention: str = "auto",
 ) -> DecoderConfig:
     """The DecoderConfig of the checkpoint folder `path` (from its config.json).
 
-    dtype is the compute dtype; param_dtype (default: dtype) the storage dtype.
+    dtype is the compute dtype; param_dtype (default: dtype) the storage dtype;
+    attention is DecoderConfig.attention.
     """
     folder = _folder(path)
     source = folder / CONFIG
     return decoder_config(
-        _read_json(source), dtype=dtype, param_dtype=param_dtype, source=str(source)
+        _read_json(source),
+        dtype=dtype,
+        param_dtype=param_dtype,
+        attention=attention,
+        source=str(source),
     )
 
 
@@ -185,16 +194,18 @@ def load_pretrained(
     dtype: str = "float32",
     param_dtype: str | None = None,
     sharding: jax.sharding.Sharding | None = None,
+    attention: str = "auto",
 ) -> Decoder:
     """A Decoder holding the weights of the Hugging Face checkpoint folder `path`.
 
     dtype is the compute dtype, param_dtype (default: dtype) the storage dtype of the
-    parameters; each parameter goes to `sharding` when given (default device otherwise).
+    parameters; each parameter goes to `sharding` when given (default device otherwise);
+    attention is DecoderConfig.attention (auto, fused or reference).
     Raises CheckpointError (a ValueError) for an unsupported architecture, a missing
     config.json, pickle-only weights, missing tensors or shape mismatches.
     """
     folder = _folder(path)
-    cfg = read_config(folder, dtype=dtype, param_dtype=param_dtype)
+    cfg = read_config(folder, dtype=dtype, param_dtype=param_dtype, attention=attention)
     files = _weight_files(folder)
     model = nnx.eval_shape(lambda: Decoder(cfg, rngs=nnx.Rngs(0)))
     variables = _variables(model)

@@ -27,9 +27,10 @@ from jinja2.exceptions import TemplateError, TemplateSyntaxError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from tokenizers import Tokenizer
 
+from tunixrt.data.pieces import PieceEncoder
 from tunixrt.data.render import Rendered
 from tunixrt.data.schema import DataError
-from tunixrt.data.tokenize import Encoded, encode_texts, flat
+from tunixrt.data.tokenize import Encoded, flat
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +120,7 @@ class ChatTokenizer:
         template_file: str = "tokenizer_config.json",
     ) -> None:
         self._tok, self.source = tokenizer, source
+        self._texts = PieceEncoder(tokenizer)
         self._config, self._template_file = config, template_file
         self.bos = _token_text(config.get("bos_token"))
         self.eos = _token_text(config.get("eos_token"))
@@ -226,9 +228,9 @@ class ChatTokenizer:
     def encode_parts(self, rendered: Sequence[Rendered]) -> tuple[list[list[int]], list[list[int]]]:
         """The prompt ids and the completion ids of each example, with one tokenizer
         call per part for all of them."""
-        prompts = encode_texts(self._tok, [self.prompt_text(r) for r in rendered])
+        prompts = self._texts.encode([self.prompt_text(r) for r in rendered])
         texts = [
             r.reasoning if r.answer is None else f"{r.reasoning}\n{r.answer}" for r in rendered
         ]
         end = [self.eos_id]
-        return prompts, [c + end for c in encode_texts(self._tok, texts)]
+        return prompts, [c + end for c in self._texts.encode(texts)]

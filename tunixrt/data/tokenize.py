@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 from tokenizers import Tokenizer
 
+from tunixrt.data.pieces import PieceEncoder
 from tunixrt.data.render import Rendered
 from tunixrt.data.schema import DataError
 
@@ -35,12 +36,6 @@ class Encoded:
 
     def __len__(self) -> int:
         return int(self.ids.shape[0])
-
-
-def encode_texts(tok: Tokenizer, texts: list[str]) -> list[list[int]]:
-    """Token ids of many texts in one call (`tokenizers` spreads it over threads); the
-    ids of each are those `tok.encode(text)` gives, and "" gives none."""
-    return [e.ids for e in tok.encode_batch_fast(texts, add_special_tokens=False)]
 
 
 @dataclass(frozen=True)
@@ -91,6 +86,7 @@ class TextTokenizer:
         self._tok, self.source = tokenizer, source
         # A marker such as "<|eos|>" written in the data is text, not a template token.
         self._tok.encode_special_tokens = True
+        self._texts = PieceEncoder(self._tok)
         found = {name: tokenizer.token_to_id(name) for name in SPECIAL_TOKENS}
         ids = {name: i for name, i in found.items() if i is not None}
         missing = [name for name in SPECIAL_TOKENS if name not in ids]
@@ -138,9 +134,9 @@ class TextTokenizer:
     def encode_parts(self, rendered: Sequence[Rendered]) -> tuple[list[list[int]], list[list[int]]]:
         """The prompt ids and the completion ids of each example, with one tokenizer
         call per part for all of them."""
-        prompts = encode_texts(self._tok, [r.prompt for r in rendered])
-        reasoning = encode_texts(self._tok, [r.reasoning for r in rendered])
-        answers = encode_texts(self._tok, [r.answer or "" for r in rendered])
+        prompts = self._texts.encode([r.prompt for r in rendered])
+        reasoning = self._texts.encode([r.reasoning for r in rendered])
+        answers = self._texts.encode([r.answer or "" for r in rendered])
         head, mid, end = [self.bos_id, self.prompt_id], [self.completion_id], [self.eos_id]
         marker = [self.answer_id]
         return (

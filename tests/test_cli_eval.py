@@ -18,12 +18,12 @@ from tests.helpers.config import compose_train
 from tests.helpers.data import write_jsonl
 from tests.helpers.hf import save_hf_case
 from tunixrt.cli.main import main
-from tunixrt.cli.targets import open_checkpoints
 from tunixrt.data.chat import ChatTokenizer
 from tunixrt.evaluation import extract_answer, generate_text, is_correct
 from tunixrt.export import load_model
 from tunixrt.models.hf import load_pretrained
 from tunixrt.registry import Registry, get_evaluation, run_id_of_folder
+from tunixrt.targets import open_checkpoints
 from tunixrt.train.loop import train
 
 pytestmark = pytest.mark.slow

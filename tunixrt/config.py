@@ -459,6 +459,13 @@ class RunConfig:
     resume: Resume = Resume.auto
 
 
+INIT_KEYS = ("from",)
+
+
+def _no_init() -> dict[str, str | None]:
+    return {"from": None}
+
+
 # Metrics a run reports at its end, e.g. to a sweeper (`optimized_metric`).
 FINAL_METRICS = ("eval/loss", "train/loss", "eval/accuracy")
 
@@ -476,8 +483,19 @@ class TrainConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     registry: RegistryConfig = field(default_factory=RegistryConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    # Weights to start from (a dict because `from` cannot name a dataclass field):
+    # init.from = a registered run id, a run folder, a checkpoint step folder
+    # (RUN/checkpoints/STEP) or a Hugging Face folder; null starts from model.* as usual.
+    # Only a fresh start reads it: a resume continues from the run's own checkpoints.
+    init: dict[str, str | None] = field(default_factory=_no_init)
+
+    @property
+    def init_from(self) -> str | None:
+        return self.init.get("from")
 
     def __post_init__(self) -> None:
+        unknown = sorted(set(self.init) - set(INIT_KEYS))
+        _require(not unknown, "init", unknown, f"only the keys {list(INIT_KEYS)}")
         if self.model.path is None:  # a pretrained model's limit is checked when it loads
             _require(
                 self.trainer.seq_len <= self.model.max_seq_len,

@@ -23,7 +23,7 @@ import numpy as np
 from flax import nnx
 
 from tunixrt.checkpoint import BASE_FOLDER, Checkpointer
-from tunixrt.config import ConfigError, ModelConfig
+from tunixrt.config import ConfigError
 from tunixrt.models.lora import FROZEN_BASE
 
 
@@ -39,12 +39,13 @@ def base_sha256(model: nnx.Module) -> str:
     return digest.hexdigest()
 
 
-def record_base(cfg: ModelConfig, model: nnx.Module, ck: Checkpointer) -> dict[str, Any]:
-    """The base reference of a LoRA run that starts fresh; a base from scratch is saved
-    into the checkpoints folder first."""
-    if cfg.path is None:
+def record_base(path: str | None, model: nnx.Module, ck: Checkpointer) -> dict[str, Any]:
+    """The base reference of a LoRA run that starts fresh: `path` when the base is that
+    pretrained folder's weights as they are; with None (from scratch, or from init.from)
+    the base is saved into the checkpoints folder first."""
+    if path is None:
         ck.save_base(nnx.to_pure_dict(nnx.state(model, FROZEN_BASE)))
-    return {"path": cfg.path, "sha256": base_sha256(model)}
+    return {"path": path, "sha256": base_sha256(model)}
 
 
 def load_base(ref: dict[str, Any], model: nnx.Module, ck: Checkpointer) -> None:

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tunixrt.cli.runs import table
-from tunixrt.cli.targets import Target
 from tunixrt.config import ConfigError, EvalConfig
+from tunixrt.targets import Target
 
 if TYPE_CHECKING:
     from tunixrt.evaluation import EvalItem, EvalReport
@@ -124,9 +124,9 @@ def evaluate(target: Target, cfg: EvalConfig, path: Path, items: list[EvalItem])
     a progress bar on a terminal."""
     from tqdm import tqdm
 
-    from tunixrt.cli.targets import load
     from tunixrt.evaluation import GenerationSettings, prompt_ids, run_eval
     from tunixrt.evaluation.runner import check_length
+    from tunixrt.targets import load
 
     tokenizer, model = load(target)
     longest = max(len(prompt_ids(tokenizer, item.prompt)) for item in items)
@@ -220,9 +220,9 @@ def run(args: argparse.Namespace) -> int:
 
         args.eval_command = "compare"
         return compare.run(args)
-    from tunixrt.cli.targets import resolve
     from tunixrt.registry import RegistryError
     from tunixrt.registry.urls import mask_text
+    from tunixrt.targets import resolve
 
     eval_config(EvalConfig(), args.rest)  # a bad override fails before anything loads
     target = resolve(args.target, step=args.step, registry_url=args.registry)

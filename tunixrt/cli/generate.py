@@ -32,9 +32,9 @@ def _probability(text: str) -> float:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tunixrt.cli.targets import load, resolve
     from tunixrt.evaluation import generate_text, prompt_ids
     from tunixrt.evaluation.runner import check_length
+    from tunixrt.targets import load, resolve
 
     target = resolve(args.target, step=args.step, registry_url=args.registry)
     tokenizer, model = load(target)

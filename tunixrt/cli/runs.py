@@ -143,6 +143,8 @@ def _show_text(d: RunDetails) -> str:
         ("tags", " ".join(f"{k}={v}" for k, v in d.tags.items()) or None),
     ]
     parts = ["\n".join(f"{k + ':':16}{_cell(v)}" for k, v in fields if v is not None)]
+    if d.init_from is not None:
+        parts.append("lineage (each started from the weights below it)\n" + _lineage_text(d))
     if d.metrics:
         rows: list[list[Any]] = [[n, d.metric_steps.get(n), v] for n, v in d.metrics.items()]
         parts.append("latest metrics\n" + table(["NAME", "STEP", "VALUE"], rows))
@@ -157,6 +159,14 @@ def _show_text(d: RunDetails) -> str:
     if d.versions:
         parts.append("versions\n" + "\n".join(f"{k} {v}" for k, v in sorted(d.versions.items())))
     return "\n\n".join(parts)
+
+
+def _lineage_text(d: RunDetails) -> str:
+    rows: list[list[Any]] = [["this run", d.name, d.init_from]]
+    for a in d.lineage:
+        ident = "(not registered here)" if a.id is None else a.id[:SHORT]
+        rows.append([ident, a.name, a.init_from or "its own initialisation"])
+    return table(["RUN", "NAME", "STARTED FROM"], rows)
 
 
 def _show(args: argparse.Namespace) -> int:

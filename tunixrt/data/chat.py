@@ -180,6 +180,10 @@ class ChatTokenizer:
     def vocab_size(self) -> int:
         return int(self._tok.get_vocab_size(with_added_tokens=True))
 
+    def vocab(self) -> dict[str, int]:
+        """Every token's id, added tokens included."""
+        return dict(self._tok.get_vocab(with_added_tokens=True))
+
     @property
     def has_chat_template(self) -> bool:
         return self._render is not None

@@ -114,6 +114,10 @@ class TextTokenizer:
     def vocab_size(self) -> int:
         return int(self._tok.get_vocab_size(with_added_tokens=True))
 
+    def vocab(self) -> dict[str, int]:
+        """Every token's id, added tokens included."""
+        return dict(self._tok.get_vocab(with_added_tokens=True))
+
     def encode_text(self, text: str) -> list[int]:
         return list(self._tok.encode(text, add_special_tokens=False).ids) if text else []
 

@@ -47,6 +47,10 @@ class RunInfo:
     # The step a resumed run restarts from: metric points and checkpoint rows after it
     # are dropped, as the run will log and save those steps again. None keeps them.
     resume_step: int | None = None
+    # Where the initial weights came from (`init.from`): the source folder read, and the
+    # registered run that wrote it, if any. Kept from the first start on every resume.
+    init_from: str | None = None
+    parent_id: str | None = None
 
 
 def json_safe(value: Any) -> Any:

@@ -173,6 +173,11 @@ class Run(Base):
         ForeignKey("sweeps.id", ondelete="SET NULL"), index=True
     )
     resume_count: Mapped[int] = mapped_column(Integer)
+    # The run whose weights this one started from (`init.from`), when it is registered
+    # here; init_from is the source as the run read it (a checkpoint or model folder).
+    # No foreign key: see migrations/versions/0003_run_parents.py.
+    parent_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    init_from: Mapped[str | None] = mapped_column(Text)
 
 
 def _run_fk() -> Mapped[str]:

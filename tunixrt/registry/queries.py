@@ -91,6 +91,16 @@ class RunDetails(RunSummary):
     error: str | None = None
     metric_steps: dict[str, int] = field(default_factory=dict)  # step of each latest value
     checkpoints: list[CheckpointRecord] = field(default_factory=list)
+    init_from: str | None = None  # the folder its initial weights came from (init.from)
+    # The runs it descends from, parent first: each one's weights started the one before.
+    lineage: list[Ancestor] = field(default_factory=list)
+
+
+@dataclass
+class Ancestor:
+    id: str | None  # None: a parent id no longer registered here
+    name: str | None
+    init_from: str | None  # the folder this ancestor's own weights started from
 
 
 @dataclass
@@ -269,6 +279,23 @@ def _resolve_id(
     return matches[0]
 
 
+def _lineage(session: Session, run: Run) -> list[Ancestor]:
+    """`run`'s parent, its parent's parent and so on (a cycle, impossible by
+    construction, would stop at the first repeat)."""
+    chain: list[Ancestor] = []
+    seen = {run.id}
+    child = run
+    while child.parent_id is not None and child.parent_id not in seen:
+        parent = session.get(Run, child.parent_id)
+        if parent is None:
+            chain.append(Ancestor(None, None, None))
+            break
+        chain.append(Ancestor(parent.id, parent.name, parent.init_from))
+        seen.add(parent.id)
+        child = parent
+    return chain
+
+
 def get_run(registry: Registry, id_or_prefix: str) -> RunDetails:
     mark_lost(registry)
     with registry.failures_as("reading a run"), registry.session(read_only=True) as session:
@@ -288,6 +315,8 @@ def get_run(registry: Registry, id_or_prefix: str) -> RunDetails:
             tb_dir=run.tb_dir,
             checkpoint_dir=run.checkpoint_dir,
             error=run.error,
+            init_from=run.init_from,
+            lineage=_lineage(session, run),
         )
         _attach(session, [details])
         steps = select(MetricLatest.name, MetricLatest.step).where(MetricLatest.run_id == run.id)

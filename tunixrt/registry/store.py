@@ -186,6 +186,7 @@ class Registry:
             if run is None:
                 run = Run(id=uuid.uuid4().hex, created_at=now, run_dir=run_dir)
                 run.resume_count, run.last_step = 0, 0
+                run.parent_id, run.init_from = info.parent_id, info.init_from
                 session.add(run)
             else:
                 if run.status == RunStatus.running:

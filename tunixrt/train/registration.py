@@ -8,7 +8,7 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tunixrt.config import TrainConfig
 from tunixrt.devices import Devices
@@ -17,6 +17,9 @@ from tunixrt.registry import Registry, RunInfo, RunRecorder, git_state, package_
 from tunixrt.registry.urls import resolve_url
 from tunixrt.train.context import RunContext
 from tunixrt.train.signals import Preempted
+
+if TYPE_CHECKING:
+    from tunixrt.train.init_from import Origin
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +77,7 @@ def start_recording(
     context: RunContext,
     devices: Devices,
     resume_step: int | None,
+    origin: Origin | None = None,
 ) -> Recording:
     """Open the registry and create (or reopen) the run's row, resuming from
     `resume_step` (the newest checkpoint's; `Recording.resumed_at` corrects it when an
@@ -100,6 +104,8 @@ def start_recording(
         git_dirty=dirty,
         resume_step=resume_step,
         sweep_id=context.sweep_id,
+        init_from=None if origin is None else origin.folder,
+        parent_id=None if origin is None else origin.parent_id,
     )
     try:
         recorder = registry.start_run(info)

@@ -24,6 +24,7 @@ from tunixrt.registry import RegistryWriter, RunRecorder, mask_config
 from tunixrt.tensorboard import TensorBoardWriter, truncate_after
 from tunixrt.train.context import RunContext
 from tunixrt.train.hparams import hparams
+from tunixrt.train.init_from import find_origin, start_from
 from tunixrt.train.lock import RunLock
 from tunixrt.train.registration import Recording, start_recording
 from tunixrt.train.resume import check_compatible, check_policy, with_defaults
@@ -75,11 +76,17 @@ def open_run(cfg: TrainConfig, context: RunContext) -> Iterator[Run]:
         checkpointer = stack.enter_context(closing(_checkpointer(cfg, folder)))
         newest = _resume_point(cfg, config, checkpointer, folder)
         resume_step = newest[0] if newest else None
-        recording = stack.enter_context(start_recording(cfg, config, context, devices, resume_step))
+        origin = find_origin(cfg) if newest is None else None
+        recording = stack.enter_context(
+            start_recording(cfg, config, context, devices, resume_step, origin)
+        )
         horizon = newest[1]["loop"]["schedule_steps"] if newest else cfg.trainer.max_steps
         s = setup(cfg, schedule_steps=horizon, devices=devices)
         if newest is None:
-            loop, base = LoopState(schedule_steps=horizon), _fresh_base(s, checkpointer)
+            if origin is not None:
+                start_from(origin, s.model, s.data.tokenizer)
+            loop = LoopState(schedule_steps=horizon)
+            base = _fresh_base(s, checkpointer, started_from=origin is not None)
         else:
             loop, base = _restore(s, checkpointer, folder, newest, recording)
         recording.step = lambda: loop.step
@@ -129,9 +136,12 @@ def _resume_point(
     return newest
 
 
-def _fresh_base(s: Setup, ck: Checkpointer) -> dict[str, Any] | None:
-    """A LoRA run's base reference (its base saved, if from scratch); None without LoRA."""
-    return record_base(s.cfg.model, s.model, ck) if s.cfg.model.lora.rank > 0 else None
+def _fresh_base(s: Setup, ck: Checkpointer, *, started_from: bool) -> dict[str, Any] | None:
+    """A LoRA run's base reference (its base saved, unless it is model.path's weights
+    as they are); None without LoRA."""
+    if s.cfg.model.lora.rank == 0:
+        return None
+    return record_base(None if started_from else s.cfg.model.path, s.model, ck)
 
 
 def _restore(

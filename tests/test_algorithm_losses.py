@@ -1,5 +1,5 @@
-"""GRPO's and DPO's loss pieces against hand computations (plain `math`, written out
-term by term), and their gradients where the clipping decides them."""
+"""GRPO's and DPO's loss pieces and the rewards against hand computations (plain
+`math`, written out term by term), and the policy gradient where the clip decides it."""
 
 from __future__ import annotations
 
@@ -13,6 +13,14 @@ import pytest
 from tunixrt.algorithms.dpo import dpo_loss
 from tunixrt.algorithms.grpo import equal_reward_share, group_advantages, kl_k3, policy_loss
 from tunixrt.algorithms.logprobs import sequence_logprobs, token_logprobs
+from tunixrt.algorithms.rewards import (
+    Sample,
+    correct,
+    overlong,
+    score_samples,
+    well_formed,
+)
+from tunixrt.data.tokenize import ANSWER_MARKER
 
 
 def test_group_advantages_by_hand():
@@ -114,3 +122,50 @@ def test_dpo_loss_by_hand():
     # at the reference the loss is log 2 whatever beta
     same = dpo_loss(ref_chosen, ref_rejected, ref_chosen, ref_rejected, beta=3.0)
     assert float(same.loss) == pytest.approx(math.log(2.0), rel=1e-6)
+
+
+# -- rewards ------------------------------------------------------------------------------
+
+
+def sample(text: str, expected: str = "42", tokens: int = 10, finished: bool = True) -> Sample:
+    return Sample(text, expected, tokens, finished)
+
+
+def test_correct_and_format_rewards():
+    marked = sample(f"6 * 7 = 42\n{ANSWER_MARKER} 42")
+    sentence = sample("6 * 7 = 42. The answer is 42.")
+    last_line = sample("6 * 7\n42")  # correct by the last-line rule, but not marked
+    cut = sample(f"6 * 7 = 42\n{ANSWER_MARKER} 42", finished=False)
+    wrong = sample(f"6 * 7 = 43\n{ANSWER_MARKER} 43")
+    empty = sample(f"6 * 7 = 42\n{ANSWER_MARKER} ")
+    assert [correct(s) for s in (marked, sentence, last_line, cut, wrong)] == [1, 1, 1, 1, 0]
+    assert [well_formed(s) for s in (marked, sentence, last_line, cut, wrong, empty)] == [
+        1, 1, 0, 0, 1, 0,
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "tokens, want", [(0, 0.0), (80, 0.0), (90, -0.5), (99, -0.95), (100, -1.0), (130, -1.0)]
+)
+def test_overlong_penalty_by_hand(tokens, want):
+    # no penalty up to 100 - 20 = 80 tokens, then 1/20 per token down to -1 at 100
+    assert overlong(tokens, 100, 20) == pytest.approx(want)
+
+
+def test_weighted_sum_keeps_each_reward_apart():
+    samples = [
+        sample(f"{ANSWER_MARKER} 42", tokens=90),
+        sample(f"{ANSWER_MARKER} 41", tokens=10),
+        sample("42", tokens=100, finished=False),
+    ]
+    scored = score_samples(
+        samples, {"correct": 1.0, "format": 0.5, "length": 2.0}, max_tokens=100, length_buffer=20
+    )
+    np.testing.assert_allclose(scored.parts["correct"], [1, 0, 1])
+    np.testing.assert_allclose(scored.parts["format"], [1, 1, 0])
+    np.testing.assert_allclose(scored.parts["length"], [-0.5, 0, -1])
+    np.testing.assert_allclose(scored.total, [1 + 0.5 - 1.0, 0.5, 1 - 2.0])
+    only = score_samples(samples, {"correct": 1.0, "format": 0.0}, max_tokens=100, length_buffer=0)
+    assert set(only.parts) == {"correct"}
+    with pytest.raises(ValueError, match="unknown rewards"):
+        score_samples(samples, {"brevity": 1.0}, max_tokens=100, length_buffer=0)

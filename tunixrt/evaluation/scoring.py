@@ -68,6 +68,12 @@ def extract_answer(text: str) -> str:
     return lines[-1] if lines else ""
 
 
+def marks_answer(text: str) -> bool:
+    """Whether `text` marks its answer (the answer marker, or a "the answer is X"
+    sentence) rather than leaving extraction to its last line."""
+    return ANSWER_MARKER in text or _ANSWER_IS.search(text) is not None
+
+
 def _first_line(text: str) -> str:
     return next((line.strip() for line in text.splitlines() if line.strip()), "")
 

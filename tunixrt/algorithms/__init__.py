@@ -1,4 +1,4 @@
 """Post-training objectives: GRPO (`grpo.py`) and DPO (`dpo.py`), built on the token
-log-probabilities of `logprobs.py`, and the rewards of sampled completions
-(`rewards.py`). Pure functions, so each piece is checked against a hand computation
+log-probabilities of `logprobs.py`, the groups of sampled completions and their
+layout (`rollout.py`) and their rewards (`rewards.py`). Pure functions, so each piece is checked against a hand computation
 (tests/test_algorithm_losses.py)."""

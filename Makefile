@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 # The second Python the suite runs on (the GPU images run 3.12); .ci/run finds it.
 PYTHON_312 ?= python3.12
 
-.PHONY: install install-dev train test lint security secrets coverage test-312 check format clean
+.PHONY: install install-dev train test lint security secrets coverage test-312 check format clean gpu-check
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,9 @@ test-312:  ## the README's test command on Python 3.12, in .venv-3.12
 	$(MAKE) test PYTHON=$(PYTHON_312) VENV=.venv-3.12
 
 check: lint security secrets coverage test-312  ## every CI gate
+
+gpu-check:  ## on an NVIDIA GPU with JAX for CUDA: GPU tests and 0.5B benchmarks -> $$OUT/gpu_report.json
+	scripts/gpu_check.sh
 
 format: $(VENV)/.installed-dev
 	$(BIN)/ruff check --fix tunixrt hydra_plugins tests scripts .ci

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+import jax.numpy as jnp
 import pytest
 
 from tests.helpers.config import compose_train
@@ -12,6 +13,8 @@ from tests.helpers.paths import ROOT
 from tests.helpers.processes import run_train
 from tunixrt.config import ConfigError, OptimizerName, Platform, TrainConfig, validate
 from tunixrt.errors import InputError
+from tunixrt.models.decoder import num_params
+from tunixrt.models.factory import decoder_config
 
 OPTIONS = {
     "dataset": ["dev_reasoning", "jsonl"],
@@ -23,6 +26,7 @@ OPTIONS = {
         "llama_3_2_1b_instruct",
         "gemma_2_2b_it",
         "gpt2",
+        "qwen2_0_5b",
     ],
     "optimizer": ["adamw", "adafactor", "lion", "sgd"],
     "device": ["auto", "cpu", "gpu", "tpu"],
@@ -33,7 +37,7 @@ OPTIONS = {
 }
 
 
-SCRATCH = ("model=llama_tiny", "model=llama_small")
+SCRATCH = ("model=llama_tiny", "model=llama_small", "model=qwen2_0_5b")
 
 
 def test_every_shipped_option_has_a_yaml_and_none_is_untested():
@@ -145,3 +149,11 @@ def test_run_folder_is_run_name_or_a_timestamp():
     assert re.fullmatch(
         r"outputs/\d{4}-\d\d-\d\d/\d\d-\d\d-\d\d", OmegaConf.select(stamped, "hydra.run.dir")
     )
+
+
+def test_qwen2_0_5b_has_the_shapes_of_qwen2_5_0_5b():
+    cfg = validate(compose_train(["model=qwen2_0_5b"]))
+    dcfg = decoder_config(cfg.model, vocab_size=2048, dtype=jnp.dtype("float32"))
+    # the parameter count Qwen2.5-0.5B's checkpoint holds (tied embeddings)
+    assert num_params(dcfg) == 494_032_768
+    assert (dcfg.head_dim, dcfg.family, cfg.model.path) == (64, "qwen2", None)

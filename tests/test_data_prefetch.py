@@ -3,8 +3,10 @@ batches handed out, not of those built ahead."""
 
 from __future__ import annotations
 
+import threading
 import time
 
+import jax
 import numpy as np
 import pytest
 
@@ -87,3 +89,27 @@ def test_an_error_building_a_batch_is_raised_in_the_loop(examples):
     with pytest.raises(RuntimeError, match="bad batch"):
         next(ahead)
     assert ahead._thread is None  # close() returns once the thread has ended
+
+
+def test_batches_are_placed_on_the_thread_and_counted(examples):
+    threads = set()
+
+    def place(batch):
+        threads.add(threading.current_thread().name)
+        return {k: jax.device_put(v) for k, v in batch.items()}
+
+    plain, ahead = iterator(examples), Prefetcher(iterator(examples), depth=3)
+    next(plain), next(ahead)
+    wait_until_full(ahead)
+    ahead.place_with(place)  # the three built ahead unplaced are dropped, not skipped
+    for _ in range(12):
+        want, ready = next(plain), ahead.next_ready()
+        assert isinstance(ready.placed["inputs"], jax.Array)
+        for key, value in want.items():
+            np.testing.assert_array_equal(np.asarray(ready.placed[key]), value)
+        assert ready.tokens == int((want["segment_ids"] > 0).sum())
+        assert ready.loss_tokens == int((want["weights"] > 0).sum())
+        assert 0 < ready.loss_tokens < ready.tokens <= want["inputs"].size
+        wait_until_full(ahead)
+        assert ahead.state == plain.state
+    assert threads == {"tunixrt-batches"}

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
 import jax
 import pytest
 
-from tunixrt.config import DeviceConfig, Platform, Precision
-from tunixrt.devices import DeviceError, setup_devices
+from tunixrt.config import DeviceConfig, Platform, Precision, validate
+from tunixrt.devices import DeviceError, compute_dtype, setup_devices
 
 
 def test_auto_picks_the_best_present_platform():
@@ -28,3 +30,33 @@ def test_missing_accelerator_fails_clearly(platform):
         setup_devices(DeviceConfig(platform=platform))
     text = str(err.value)
     assert f"device={platform.value}" in text and "device=cpu" in text and "present: " in text
+
+
+@pytest.mark.parametrize(
+    "precision,platform,dtype",
+    [
+        (Precision.auto, "cpu", "float32"),
+        (Precision.auto, "gpu", "bfloat16"),
+        (Precision.auto, "tpu", "bfloat16"),
+        (Precision.fp32, "gpu", "float32"),
+        (Precision.bf16, "cpu", "bfloat16"),
+    ],
+)
+def test_auto_precision_is_bf16_on_accelerators_only(precision, platform, dtype):
+    assert compute_dtype(precision, platform) == jax.numpy.dtype(dtype)
+
+
+def test_the_default_device_config_computes_in_fp32_on_a_cpu(compose_cfg):
+    cfg = validate(compose_cfg([]))
+    assert cfg.device.precision == Precision.auto
+    if jax.default_backend() == "cpu":
+        assert setup_devices(cfg.device).compute_dtype == jax.numpy.float32
+
+
+def test_deterministic_sets_the_xla_flag(monkeypatch):
+    monkeypatch.setenv("XLA_FLAGS", "--xla_dump_to=/tmp/x")
+    setup_devices(DeviceConfig(platform=Platform.cpu, deterministic=True))
+    assert os.environ["XLA_FLAGS"].split() == [
+        "--xla_dump_to=/tmp/x",
+        "--xla_gpu_deterministic_ops=true",
+    ]

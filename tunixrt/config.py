@@ -51,6 +51,7 @@ class Platform(enum.StrEnum):
 
 
 class Precision(enum.StrEnum):
+    auto = "auto"  # bf16 on a GPU or TPU, fp32 on a CPU
     fp32 = "fp32"
     bf16 = "bf16"
 
@@ -318,10 +319,15 @@ class OptimizerConfig:
 @dataclass
 class DeviceConfig:
     platform: Platform = Platform.auto
-    precision: Precision = Precision.fp32  # compute dtype; parameters stay float32
+    # compute dtype (parameters and optimizer state stay float32); auto: bf16 on a GPU or
+    # TPU, fp32 on a CPU (where XLA's bf16 matmuls are slower than fp32)
+    precision: Precision = Precision.auto
     preallocate: bool = False  # GPU: reserve memory up front (XLA_PYTHON_CLIENT_PREALLOCATE)
     mem_fraction: float | None = None  # GPU: share of device memory JAX may use
-    deterministic: bool = False  # GPU: ask XLA for deterministic reductions
+    # GPU: XLA_FLAGS --xla_gpu_deterministic_ops=true, so the same batches give the same
+    # bits (no atomics in reductions, deterministic cuDNN/cuBLAS picks) and a resumed run
+    # repeats the uninterrupted one exactly; slower. Set before JAX starts its backend.
+    deterministic: bool = False
     # JAX's persistent compilation cache, so a restart skips most compilation; null: off
     compile_cache_dir: str | None = "outputs/.jax_cache"
 

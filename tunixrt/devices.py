@@ -87,11 +87,18 @@ def _pick(cfg: DeviceConfig) -> tuple[str, list[jax.Device]]:
     return cfg.platform.value, devices
 
 
+def compute_dtype(precision: Precision, platform: str) -> jnp.dtype:
+    """bf16 when asked, or for auto on an accelerator (its matrix units' native input);
+    fp32 otherwise."""
+    bf16 = precision is Precision.bf16 or (precision is Precision.auto and platform != "cpu")
+    return jnp.dtype(jnp.bfloat16 if bf16 else jnp.float32)
+
+
 def setup_devices(cfg: DeviceConfig) -> Devices:
     _set_env(cfg)
     platform, devices = _pick(cfg)
     mesh = Mesh(np.asarray(devices), ("data",))
-    dtype = jnp.bfloat16 if cfg.precision is Precision.bf16 else jnp.float32
+    dtype = compute_dtype(cfg.precision, platform)
     log.info(
         "devices: %d x %s (%s), compute dtype %s",
         len(devices),

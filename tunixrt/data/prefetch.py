@@ -1,5 +1,6 @@
 """Training batches built ahead on a background thread, so the loop does not wait for
-the host: packing, and reading the memory-mapped cache, overlap the device's step."""
+the host: packing, reading the memory-mapped cache and, once `place_with` names how,
+putting each batch on the devices all overlap the device's step."""
 
 from __future__ import annotations
 
@@ -8,21 +9,53 @@ import dataclasses
 import queue
 import threading
 import weakref
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
 
 from tunixrt.data.batching import BatchIterator, HostBatch, IteratorState
 
 _POLL_S = 0.1  # how often a producer blocked on a full queue checks for a stop
 
+# HostBatch -> what the step takes (device arrays); the data package knows no devices
+Place = Callable[[HostBatch], Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class Ready:
+    """One batch as the loop takes it: the host arrays, what `place` made of them (the
+    host batch itself without a place), and its real token counts."""
+
+    host: HostBatch
+    placed: Any
+    tokens: int  # non-padding positions (segment_ids > 0)
+    loss_tokens: int  # positions whose target counts in the loss (weights > 0)
+
+
+def token_counts(batch: HostBatch) -> tuple[int, int]:
+    """(non-padding, loss) positions of a batch."""
+    return int(np.count_nonzero(batch["segment_ids"])), int(np.count_nonzero(batch["weights"]))
+
+
+def _ready(batch: HostBatch, place: Place | None) -> Ready:
+    placed = batch if place is None else place(batch)
+    return Ready(batch, placed, *token_counts(batch))
+
+
+_Item = tuple[Ready, IteratorState] | BaseException
+
 
 class Prefetcher:
-    """Batches of `iterator`, at most `depth` built ahead. `state` is the iterator's
-    state after the batches handed out so far, not after those still waiting, so a
-    checkpoint resumes at the first batch the loop has not trained on."""
+    """Batches of `iterator`, at most `depth` built (and placed) ahead. `state` is the
+    iterator's state after the batches handed out so far, not after those still
+    waiting, so a checkpoint resumes at the first batch the loop has not trained on."""
 
     def __init__(self, iterator: BatchIterator, depth: int = 2) -> None:
         self._it, self._depth = iterator, depth
         self.state = dataclasses.replace(iterator.state)
-        self._queue: queue.Queue[tuple[HostBatch, IteratorState] | BaseException] | None = None
+        self._place: Place | None = None
+        self._queue: queue.Queue[_Item] | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -30,12 +63,19 @@ class Prefetcher:
     def iterator(self) -> BatchIterator:
         return self._it
 
+    def place_with(self, place: Place | None) -> None:
+        """Apply `place` to every batch on the thread (e.g. jax.device_put, so the copy
+        to the devices overlaps the step too); batches built ahead without it are
+        dropped and built again."""
+        self.close()
+        self._place = place
+
     def _start(self) -> None:
         self._queue = queue.Queue(self._depth)
         self._stop = threading.Event()
         self._thread = threading.Thread(
             target=_produce,
-            args=(self._it, self._queue, self._stop),
+            args=(self._it, self._place, self._queue, self._stop),
             name="tunixrt-batches",
             daemon=True,
         )
@@ -48,6 +88,10 @@ class Prefetcher:
         return self
 
     def __next__(self) -> HostBatch:
+        return self.next_ready().host
+
+    def next_ready(self) -> Ready:
+        """The next batch with its placed arrays and token counts."""
         if self._thread is None:
             self._start()
         assert self._queue is not None
@@ -55,8 +99,8 @@ class Prefetcher:
         if isinstance(item, BaseException):
             self.close()
             raise item
-        batch, self.state = item
-        return batch
+        ready, self.state = item
+        return ready
 
     def restore(self, state: IteratorState) -> None:
         self.close()
@@ -78,14 +122,12 @@ class Prefetcher:
 
 
 def _produce(
-    it: BatchIterator,
-    out: queue.Queue[tuple[HostBatch, IteratorState] | BaseException],
-    stop: threading.Event,
+    it: BatchIterator, place: Place | None, out: queue.Queue[_Item], stop: threading.Event
 ) -> None:
     while not stop.is_set():
-        item: tuple[HostBatch, IteratorState] | BaseException
+        item: _Item
         try:
-            item = (next(it), dataclasses.replace(it.state))
+            item = (_ready(next(it), place), dataclasses.replace(it.state))
         except BaseException as err:  # handed to the consumer, raised there
             item = err
         while not stop.is_set():

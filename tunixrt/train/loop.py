@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import jax
-import numpy as np
 from omegaconf import DictConfig
 
 from tunixrt.checkpoint import train_state
@@ -20,7 +19,7 @@ from tunixrt.train.context import RunContext
 from tunixrt.train.metrics import Throughput
 from tunixrt.train.progress import ProgressDisplay
 from tunixrt.train.run import Run, open_run
-from tunixrt.train.setup import enable_compile_cache, evaluate, to_device
+from tunixrt.train.setup import enable_compile_cache, evaluate, next_batch
 from tunixrt.train.signals import Preempted, StopRequest
 from tunixrt.train.state import checkpoint_meta
 
@@ -108,9 +107,9 @@ def fit(run: Run, result: TrainResult) -> None:
 
 def _one_step(run: Run, throughput: Throughput) -> dict[str, jax.Array]:
     s = run.setup
-    batch = next(s.data.train)
-    tokens = int(np.count_nonzero(batch["segment_ids"]))
-    metrics = s.train_step(s.model, s.optimizer, to_device(batch, s))
+    ready = next_batch(s)
+    tokens = ready.tokens
+    metrics = s.train_step(s.model, s.optimizer, ready.placed)
     run.loop.step += 1
     run.loop.tokens_seen += tokens
     throughput.add_tokens(tokens)

@@ -4,6 +4,7 @@ benchmark, so both run the same compiled step."""
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,10 +13,12 @@ import jax
 import numpy as np
 import optax
 from flax import nnx
+from jax.sharding import Sharding
 
 from tunixrt.config import ConfigError, TrainConfig
 from tunixrt.data.batching import HostBatch
 from tunixrt.data.pipeline import Data, load_data
+from tunixrt.data.prefetch import Ready
 from tunixrt.devices import Devices, setup_devices
 from tunixrt.models.decoder import Decoder
 from tunixrt.models.factory import build_model, trainable
@@ -110,16 +113,29 @@ def setup(
     # would make the first step compile for other shardings than every later step.
     nnx.update(optimizer, jax.device_put(nnx.state(optimizer), devices.replicated))
     step = make_train_step(wrt, t.loss_chunk_tokens)
+    # the prefetch thread puts each batch on the mesh while earlier steps run
+    sharding = devices.micro_batch_sharding
+    data.train.place_with(functools.partial(place_batch, accum=t.grad_accum, sharding=sharding))
     return Setup(cfg, devices, data, model, optimizer, schedule, step, answers)
 
 
-def to_device(batch: HostBatch, s: Setup) -> DeviceBatch:
+def place_batch(batch: HostBatch, *, accum: int, sharding: Sharding) -> DeviceBatch:
     """[rows, seq] host arrays -> [accum, rows/accum, seq] arrays split over devices."""
-    accum = s.cfg.trainer.grad_accum
-    sharding = s.devices.micro_batch_sharding
     return {
         k: jax.device_put(v.reshape(accum, -1, v.shape[-1]), sharding) for k, v in batch.items()
     }
+
+
+def to_device(batch: HostBatch, s: Setup) -> DeviceBatch:
+    return place_batch(
+        batch, accum=s.cfg.trainer.grad_accum, sharding=s.devices.micro_batch_sharding
+    )
+
+
+def next_batch(s: Setup) -> Ready:
+    """The next train batch, already on the mesh (placed on the prefetch thread), with
+    its token counts; the data position advances past it."""
+    return s.data.train.next_ready()
 
 
 def evaluate(

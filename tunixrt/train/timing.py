@@ -9,6 +9,7 @@ loop, the time until it is on disk, and the restore time (in a temporary folder)
 
 from __future__ import annotations
 
+import logging
 import resource
 import shutil
 import tempfile
@@ -16,29 +17,41 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from tunixrt.checkpoint import Checkpointer, train_state
+from tunixrt.data.batching import HostBatch
+from tunixrt.data.prefetch import token_counts
 from tunixrt.evaluation import generate_tokens
 from tunixrt.models import flops_per_token, num_params
-from tunixrt.train.setup import Setup, to_device
+from tunixrt.train.bare import bare_step
+from tunixrt.train.peaks import Peak, measure_matmul, mfu_peak
+from tunixrt.train.setup import Setup, next_batch, to_device
 from tunixrt.train.step import DeviceBatch
+from tunixrt.train.torch_reference import torch_device, torch_step
 
-# Dense bf16 peak FLOP/s per chip, from the vendors' data sheets.
-PEAK_BF16_FLOPS = {
-    "H200": 989e12,
-    "H100": 989e12,
-    "A100": 312e12,
-    "L4": 121e12,
-    "A10": 125e12,
-    "TPU v4": 275e12,
-    "TPU v5 lite": 197e12,
-    "TPU v5e": 197e12,
-    "TPU v5p": 459e12,
-    "TPU v6": 918e12,
-}
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Timed:
+    """One implementation's train step, timed in rounds of `steps` steps each (a
+    round's wall time over its steps, so asynchronous dispatch overlaps as in
+    training)."""
+
+    name: str  # tunixrt, bare (a plain jitted step), torch (transformers + PyTorch)
+    compile_seconds: float  # the first step: tracing, compilation (or CUDA set-up), one run
+    round_step_seconds: list[float]  # per round
+    step_seconds: float  # median over rounds
+    tokens_per_second: float  # all positions, padding included (what the chip computes)
+    nonpad_tokens_per_second: float  # positions holding a token of an example
+    loss_tokens_per_second: float  # positions whose target counts in the loss
+    model_tflops_per_second: float
+    mfu: float | None  # against BenchResult.peak_tflops; None when that is unknown
 
 
 @dataclass
@@ -46,13 +59,25 @@ class BenchResult:
     platform: str
     device_kind: str
     devices: int
+    precision: str  # the compute dtype: float32 or bfloat16
     params_millions: float
     batch_tokens: int  # rows * seq_len per optimizer step
+    step_flops: float  # model FLOPs of one optimizer step (flops_per_token * batch_tokens)
+    rounds: int
+    steps_per_round: int
+    # tunixrt's real step through the loop's input path (also under `tunixrt`)
     compile_seconds: float
     step_seconds: float
-    tokens_per_second: float  # all positions, padding included (what the chip computes)
+    tokens_per_second: float
+    nonpad_tokens_per_second: float
+    loss_tokens_per_second: float
     model_tflops_per_second: float
-    mfu: float | None  # None when the device's peak is unknown (CPU)
+    mfu: float | None
+    # FLOP/s per device that MFU divides by, and where it comes from; the jnp matmul
+    # measured in this run, GFLOP/s by dtype (on every platform; the peak on a CPU)
+    peak_tflops: float | None
+    peak_source: str
+    matmul_gflops: dict[str, float]
     peak_memory_mib: float
     memory_source: str
     # XLA's buffer plan of the compiled step (every backend, CPU included): parameters,
@@ -60,12 +85,14 @@ class BenchResult:
     # None where the backend gives no plan.
     step_argument_mib: float | None
     step_temp_mib: float | None
-
-
-def _peak_flops(kind: str, precision_bf16: bool) -> float | None:
-    if not precision_bf16:
-        return None
-    return next((v for k, v in PEAK_BF16_FLOPS.items() if k.lower() in kind.lower()), None)
+    tunixrt: Timed | None = None
+    bare: Timed | None = None  # with --bare
+    reference: Timed | None = None  # with --reference torch
+    reference_device: str | None = None  # torch's device: cpu or cuda
+    # median over rounds of tunixrt tokens/s / torch tokens/s (above 1: tunixrt faster)
+    speed_vs_reference: float | None = None
+    # median over rounds of tunixrt step / bare step - 1: what the loop adds
+    overhead_vs_bare: float | None = None
 
 
 def _peak_memory(s: Setup) -> tuple[float, str]:
@@ -90,44 +117,209 @@ def _compiled_memory(s: Setup, batch: DeviceBatch) -> tuple[float | None, float 
     return analysis.argument_size_in_bytes / 2**20, analysis.temp_size_in_bytes / 2**20
 
 
-def bench_step(s: Setup, *, steps: int, warmup: int) -> BenchResult:
-    """Compile, warm up, then time `steps` train steps on a few fixed batches."""
-    t = s.cfg.trainer
-    batches = [to_device(next(s.data.train), s) for _ in range(min(steps, 4))]
+def _fixed_batches(s: Setup, count: int) -> list[HostBatch]:
+    """A few train batches of the run's data, for the implementations timed on fixed
+    batches (bare, torch) and for XLA's buffer plan."""
+    return [next(s.data.train) for _ in range(count)]
+
+
+@dataclass
+class _Contender:
+    name: str
+    step: Callable[[], tuple[int, int]]  # dispatch one step: its (non-padding, loss) tokens
+    sync: Callable[[], None]  # wait until every dispatched step is done
+
+
+def _tunixrt(s: Setup) -> _Contender:
+    """The real step through the loop's input path: the next prefetched, already placed
+    batch, then the compiled step, as `fit` runs them."""
+    last: list[Any] = [None]
+
+    def step() -> tuple[int, int]:
+        ready = next_batch(s)
+        last[0] = s.train_step(s.model, s.optimizer, ready.placed)
+        return ready.tokens, ready.loss_tokens
+
+    return _Contender("tunixrt", step, lambda: jax.block_until_ready(last[0]))
+
+
+def _cycling(
+    name: str, run: Callable[[], Any], batches: list[HostBatch], sync: Callable[[], None]
+) -> _Contender:
+    """A contender whose `run` cycles over `batches` itself."""
+    counts, calls = [token_counts(b) for b in batches], [0]
+
+    def step() -> tuple[int, int]:
+        run()
+        calls[0] += 1
+        return counts[(calls[0] - 1) % len(counts)]
+
+    return _Contender(name, step, sync)
+
+
+def _bare(s: Setup, batches: list[HostBatch]) -> _Contender:
+    placed = [
+        {k: jax.device_put(v, s.devices.data_sharding) for k, v in b.items()} for b in batches
+    ]
+    run = bare_step(s, placed)
+    last: list[Any] = [None]
+
+    def step() -> None:
+        last[0] = run()
+
+    return _cycling("bare", step, batches, lambda: jax.block_until_ready(last[0]))
+
+
+def _torch(s: Setup, batches: list[HostBatch]) -> _Contender:
+    run, sync = torch_step(s, batches)
+    return _cycling("torch", run, batches, sync)
+
+
+Round = tuple[float, int, int]  # seconds, non-padding tokens, loss tokens
+
+
+def _round(c: _Contender, steps: int) -> Round:
+    """`steps` steps dispatched back to back, then waited for."""
     start = time.perf_counter()
-    step = s.train_step
-    jax.block_until_ready(step(s.model, s.optimizer, batches[0]))
-    compile_seconds = time.perf_counter() - start
-    for i in range(warmup):
-        jax.block_until_ready(step(s.model, s.optimizer, batches[i % len(batches)]))
-    times = []
-    for i in range(steps):
-        t0 = time.perf_counter()
-        jax.block_until_ready(step(s.model, s.optimizer, batches[i % len(batches)]))
-        times.append(time.perf_counter() - t0)
-    step_seconds = float(np.median(times))
-    batch_tokens = t.batch_size * t.seq_len
-    dcfg = s.model.cfg
-    model_flops = flops_per_token(dcfg, t.seq_len) * batch_tokens / step_seconds
-    kind = s.devices.devices[0].device_kind
-    peak = _peak_flops(kind, s.devices.compute_dtype == jax.numpy.bfloat16)
+    tokens = loss_tokens = 0
+    for _ in range(steps):
+        n, m = c.step()
+        tokens, loss_tokens = tokens + n, loss_tokens + m
+    c.sync()
+    return time.perf_counter() - start, tokens, loss_tokens
+
+
+def _figures(
+    name: str, compile_s: float, rounds: list[Round], steps: int, s: Setup, peak: Peak
+) -> Timed:
+    t = s.cfg.trainer
+    per_step = [r[0] / steps for r in rounds]
+    step_seconds = float(np.median(per_step))
+    positions = t.batch_size * t.seq_len
+    seen = positions * steps * len(rounds)  # positions of every timed step
+    nonpad = sum(r[1] for r in rounds) / seen
+    loss = sum(r[2] for r in rounds) / seen
+    flops = flops_per_token(s.model.cfg, t.seq_len) * positions / step_seconds
+    devices = len(s.devices.devices)
+    return Timed(
+        name=name,
+        compile_seconds=compile_s,
+        round_step_seconds=per_step,
+        step_seconds=step_seconds,
+        tokens_per_second=positions / step_seconds,
+        nonpad_tokens_per_second=nonpad * positions / step_seconds,
+        loss_tokens_per_second=loss * positions / step_seconds,
+        model_tflops_per_second=flops / 1e12,
+        mfu=None if peak.flops is None else flops / (peak.flops * devices),
+    )
+
+
+def _first(c: _Contender, warmup: int) -> float:
+    """Seconds of the first step (compilation included); then `warmup` untimed steps."""
+    compile_seconds = _round(c, 1)[0]
+    if warmup:
+        _round(c, warmup)
+    return compile_seconds
+
+
+def _alternate(
+    contenders: list[_Contender], *, steps: int, warmup: int, rounds: int
+) -> dict[str, tuple[float, list[Round]]]:
+    """Compile each, then time them in alternating rounds (a, b, a, b, ...), so a
+    machine whose speed drifts (other load, clocks) affects each alike."""
+    first = {c.name: _first(c, warmup) for c in contenders}
+    timed: dict[str, list[Round]] = {c.name: [] for c in contenders}
+    for r in range(rounds):
+        for c in contenders:
+            timed[c.name].append(_round(c, steps))
+            log.info(
+                "round %d %s: %.1f ms a step", r + 1, c.name, 1000 * timed[c.name][-1][0] / steps
+            )
+    return {name: (first[name], timed[name]) for name in first}
+
+
+def _median_ratio(a: Timed, b: Timed) -> float:
+    """Median over rounds of a's step time / b's."""
+    return float(np.median(np.divide(a.round_step_seconds, b.round_step_seconds)))
+
+
+def _measure_peak(s: Setup) -> tuple[Peak, dict[str, float]]:
+    platform, kind = s.devices.platform, s.devices.devices[0].device_kind
+    measured = {
+        jnp.dtype(d).name: measure_matmul(jnp.dtype(d), platform)
+        for d in (jnp.float32, jnp.bfloat16)
+    }
+    peak = mfu_peak(platform, kind, measured[s.devices.compute_dtype.name])
+    return peak, {k: v / 1e9 for k, v in measured.items()}
+
+
+def bench_step(
+    s: Setup,
+    *,
+    steps: int,
+    warmup: int,
+    rounds: int = 3,
+    bare: bool = False,
+    reference: str | None = None,
+) -> BenchResult:
+    """Time the real step (through the loop's input path) in `rounds` rounds of
+    `steps` steps, alternating with a bare jitted step (`bare`) and transformers +
+    PyTorch (`reference="torch"`) on fixed batches of the same data."""
+    batches = _fixed_batches(s, min(steps, 4))
+    contenders = [_tunixrt(s)]
+    if bare:
+        contenders.append(_bare(s, batches))
+    if reference == "torch":
+        contenders.append(_torch(s, batches))
+    results = _alternate(contenders, steps=steps, warmup=warmup, rounds=rounds)
+    peak, matmul = _measure_peak(s)
+    timed = {n: _figures(n, c, r, steps, s, peak) for n, (c, r) in results.items()}
+    return _result(s, timed, peak, matmul, to_device(batches[0], s), rounds, steps)
+
+
+def _result(
+    s: Setup,
+    timed: dict[str, Timed],
+    peak: Peak,
+    matmul: dict[str, float],
+    batch: DeviceBatch,
+    rounds: int,
+    steps: int,
+) -> BenchResult:
+    t, dcfg, main = s.cfg.trainer, s.model.cfg, timed["tunixrt"]
     memory, source = _peak_memory(s)
-    arguments, temporaries = _compiled_memory(s, batches[0])
+    arguments, temporaries = _compiled_memory(s, batch)
+    ref, bare = timed.get("torch"), timed.get("bare")
     return BenchResult(
         platform=s.devices.platform,
-        device_kind=kind,
+        device_kind=s.devices.devices[0].device_kind,
         devices=len(s.devices.devices),
+        precision=s.devices.compute_dtype.name,
         params_millions=num_params(dcfg) / 1e6,
-        batch_tokens=batch_tokens,
-        compile_seconds=compile_seconds,
-        step_seconds=step_seconds,
-        tokens_per_second=batch_tokens / step_seconds,
-        model_tflops_per_second=model_flops / 1e12,
-        mfu=None if peak is None else model_flops / (peak * len(s.devices.devices)),
+        batch_tokens=t.batch_size * t.seq_len,
+        step_flops=float(flops_per_token(dcfg, t.seq_len) * t.batch_size * t.seq_len),
+        rounds=rounds,
+        steps_per_round=steps,
+        compile_seconds=main.compile_seconds,
+        step_seconds=main.step_seconds,
+        tokens_per_second=main.tokens_per_second,
+        nonpad_tokens_per_second=main.nonpad_tokens_per_second,
+        loss_tokens_per_second=main.loss_tokens_per_second,
+        model_tflops_per_second=main.model_tflops_per_second,
+        mfu=main.mfu,
+        peak_tflops=None if peak.flops is None else peak.flops / 1e12,
+        peak_source=peak.source,
+        matmul_gflops=matmul,
         peak_memory_mib=memory,
         memory_source=source,
         step_argument_mib=arguments,
         step_temp_mib=temporaries,
+        tunixrt=main,
+        bare=bare,
+        reference=ref,
+        reference_device=None if ref is None else torch_device(s),
+        speed_vs_reference=None if ref is None else _median_ratio(ref, main),
+        overhead_vs_bare=None if bare is None else _median_ratio(main, bare) - 1,
     )
 
 
@@ -252,20 +444,53 @@ def format_checkpoint(r: CheckpointBench) -> str:
     return "\n".join(f"{k:<14} {v}" for k, v in rows)
 
 
+def _mfu(r: BenchResult) -> str:
+    if r.mfu is None:
+        return f"n/a ({r.peak_source})"
+    assert r.peak_tflops is not None
+    return f"{100 * r.mfu:.1f}% of {r.peak_tflops:,.3f} TFLOP/s ({r.peak_source})"
+
+
+def _rounds(t: Timed) -> str:
+    """tokens/s (all positions) of every round, then the median."""
+    positions = t.tokens_per_second * t.step_seconds
+    each = " / ".join(f"{positions / x:,.0f}" for x in t.round_step_seconds)
+    return f"{each} tokens/s (median {t.tokens_per_second:,.0f}, compile {t.compile_seconds:.2f} s)"
+
+
+def _comparisons(r: BenchResult) -> list[tuple[str, str]]:
+    rows = []
+    for t in (r.tunixrt, r.bare, r.reference):
+        if t is not None and (r.bare or r.reference):
+            name = f"{t.name} ({r.reference_device})" if t.name == "torch" else t.name
+            rows.append((name, _rounds(t)))
+    if r.speed_vs_reference is not None:
+        rows.append(("vs torch", f"{r.speed_vs_reference:.2f}x (tunixrt / torch tokens/s, median)"))
+    if r.overhead_vs_bare is not None:
+        rows.append(("vs bare", f"{100 * r.overhead_vs_bare:+.1f}% step time (the loop's cost)"))
+    return rows
+
+
 def format_result(r: BenchResult) -> str:
-    mfu = "n/a (peak unknown)" if r.mfu is None else f"{100 * r.mfu:.1f}%"
+    matmul = ", ".join(f"{k} {v:,.0f}" for k, v in r.matmul_gflops.items())
+    tokens = (
+        f"{r.tokens_per_second:,.0f} (all positions), {r.nonpad_tokens_per_second:,.0f} "
+        f"non-padding, {r.loss_tokens_per_second:,.0f} in the loss"
+    )
     rows = [
-        ("device", f"{r.devices} x {r.platform} ({r.device_kind})"),
+        ("device", f"{r.devices} x {r.platform} ({r.device_kind}), {r.precision}"),
         ("model", f"{r.params_millions:.2f}M parameters"),
-        ("tokens/step", f"{r.batch_tokens}"),
+        ("tokens/step", f"{r.batch_tokens} ({r.step_flops / 1e9:,.1f} GFLOP)"),
         ("compile", f"{r.compile_seconds:.2f} s"),
-        ("step time", f"{1000 * r.step_seconds:.1f} ms (median)"),
-        ("tokens/s", f"{r.tokens_per_second:,.0f}"),
+        ("step time", f"{1000 * r.step_seconds:.1f} ms (median of {r.rounds} rounds)"),
+        ("tokens/s", tokens),
         ("model TFLOP/s", f"{r.model_tflops_per_second:.3f}"),
-        ("MFU", mfu),
+        ("MFU", _mfu(r)),
+        ("matmul", f"{matmul} GFLOP/s (jnp, measured in this run)"),
         ("peak memory", f"{r.peak_memory_mib:,.0f} MiB ({r.memory_source})"),
     ]
     if r.step_argument_mib is not None and r.step_temp_mib is not None:
         plan = f"{r.step_argument_mib:,.0f} MiB in, {r.step_temp_mib:,.0f} MiB temporaries"
         rows.append(("step buffers", f"{plan} (XLA's plan of the compiled step)"))
+    rows += _comparisons(r)
     return "\n".join(f"{k:<14} {v}" for k, v in rows)

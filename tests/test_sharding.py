@@ -13,12 +13,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import pytest
 from flax import nnx
 from jax.sharding import AbstractMesh, PartitionSpec
 
 from tests.helpers.config import compose_train
+from tests.helpers.mesh_jobs import run
 from tests.helpers.paths import ROOT
 from tunixrt.config import ConfigError, MeshConfig, ModelConfig, PositionKind, validate
 from tunixrt.models.axes import logical_axes
@@ -178,9 +180,11 @@ def run_jobs(devices: int, jobs: list[dict[str, Any]], folder: Path) -> list[dic
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """Every run of this module, in three processes: 8 devices (each mesh, and 2 steps
-    of the 2x2x2 mesh to restore on 1), 1 device (the reference, that restore, and 2
-    steps to restore on 4), 4 devices (that restore on fsdp=2 x tensor=2)."""
+    """Every run of this module: in a process of 8 devices each mesh, and 2 steps of
+    the 2x2x2 mesh to restore on 1; in this one (1 device) the reference, that restore,
+    and 2 steps to restore on 4; in a process of 4 devices that restore on fsdp=2 x
+    tensor=2."""
+    assert len(jax.devices()) == 1
     shared = tmp_path_factory.mktemp("sharding")
     mesh222 = MESHES["data=2,fsdp=2,tensor=2"]
     eight = run_jobs(
@@ -193,15 +197,11 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         ],
         shared,
     )  # fmt: skip
-    one = run_jobs(
-        1,
-        [
-            {"run_dir": str(shared / "reference"), "overrides": overrides(shared)},
-            {"run_dir": str(shared / "from8"), "overrides": overrides(shared)},
-            {"run_dir": str(shared / "from1"), "overrides": overrides(shared, 2)},
-        ],
-        shared,
-    )
+    one = [  # here: this process sees one device
+        run({"run_dir": str(shared / "reference"), "overrides": overrides(shared)}),
+        run({"run_dir": str(shared / "from8"), "overrides": overrides(shared)}),
+        run({"run_dir": str(shared / "from1"), "overrides": overrides(shared, 2)}),
+    ]
     four = run_jobs(
         4,
         [{"run_dir": str(shared / "from1"), "overrides": overrides(shared, fsdp=2, tensor=2)}],

@@ -1,5 +1,6 @@
-"""Training jobs in a process of its own, which sees as many CPU devices as its parent
-asked for through XLA_FLAGS (JAX reads it once, at import): the sharding tests' worker.
+"""The sharding tests' training jobs. `run` trains (or inspects) in this process; the
+command runs a list of them in a process of its own, which sees as many CPU devices as
+its parent asked for through XLA_FLAGS (JAX reads it once, at import):
 
     python -m tests.helpers.mesh_jobs JOBS.json OUT.json
 

@@ -2,8 +2,9 @@
 
 Three mesh axes: `data` and `fsdp` split the rows of every batch; `fsdp` also splits
 each weight along the model width, so a device holds 1/fsdp of the parameters and of
-the optimizer state (XLA gathers them for the computation and reduce-scatters the
-gradients); `tensor` splits attention heads, MLP hidden units and the vocabulary.
+the optimizer state; `tensor` splits attention heads, MLP hidden units and the
+vocabulary. XLA's partitioner propagates these placements through the step and inserts
+the collectives it needs.
 `RULES` maps the model's logical axes (`tunixrt.models.axes`) to mesh axes.
 
 A dimension that a mesh axis does not divide stays whole along that axis (replicated)

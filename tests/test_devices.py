@@ -7,14 +7,23 @@ import os
 import jax
 import pytest
 
-from tunixrt.config import DeviceConfig, Platform, Precision, validate
+from tunixrt.config import ConfigError, DeviceConfig, MeshConfig, Platform, Precision, validate
 from tunixrt.devices import DeviceError, compute_dtype, setup_devices
 
 
 def test_auto_picks_the_best_present_platform():
     devices = setup_devices(DeviceConfig(platform=Platform.auto))
     assert devices.platform == jax.default_backend()
-    assert devices.mesh.shape == {"data": len(jax.devices())}
+    # device.mesh's default: every device on data
+    assert dict(devices.mesh.shape) == {"data": len(jax.devices()), "fsdp": 1, "tensor": 1}
+
+
+def test_a_mesh_the_devices_cannot_fill_fails_clearly():
+    count = len(jax.devices())
+    with pytest.raises(ConfigError) as err:
+        setup_devices(DeviceConfig(mesh=MeshConfig(data=1, fsdp=count + 1)))
+    assert f"device.mesh (data=1, fsdp={count + 1}, tensor=1)" in str(err.value)
+    assert f"JAX finds {count} {jax.default_backend()} device(s)" in str(err.value)
 
 
 def test_cpu_and_bf16():

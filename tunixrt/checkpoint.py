@@ -24,6 +24,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
+import jax
 import orbax.checkpoint as ocp
 from flax import nnx
 from flax.nnx import filterlib
@@ -188,9 +189,11 @@ class Checkpointer:
         return dict(restored.meta)
 
     def restore(self, step: int, target: dict[str, Any]) -> Restored:
-        """Arrays shaped (and placed) like `target`, and the metadata, of `step`."""
+        """Arrays shaped and placed like `target`, and the metadata, of `step`. Each
+        array is read straight into `target`'s sharding, whatever mesh saved it."""
+        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
         args = ocp.args.Composite(
-            state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()
+            state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()
         )
         restored = self._manager.restore(step, args=args)
         return Restored(step, restored.state, dict(restored.meta))

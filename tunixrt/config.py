@@ -317,6 +317,35 @@ class OptimizerConfig:
 
 
 @dataclass
+class MeshConfig:
+    """How the devices split into the mesh axes (`tunixrt.sharding`): batches split over
+    data x fsdp, parameters and optimizer state over fsdp (the model width) and tensor
+    (heads, MLP and vocabulary). The product is the device count; one axis may be -1,
+    the devices the others leave."""
+
+    data: int = -1
+    fsdp: int = 1
+    tensor: int = 1
+
+    def __post_init__(self) -> None:
+        sizes = dataclasses.asdict(self)
+        for axis, size in sizes.items():
+            _require(
+                size == -1 or size >= 1,
+                f"device.mesh.{axis}",
+                size,
+                "a positive integer, or -1 for the devices the other axes leave",
+            )
+        rest = [axis for axis, size in sizes.items() if size == -1]
+        _require(
+            len(rest) <= 1,
+            f"device.mesh.{rest[-1]}" if rest else "device.mesh",
+            -1,
+            f"at most one axis at -1 (the rest), but {' and '.join(rest)} are",
+        )
+
+
+@dataclass
 class DeviceConfig:
     platform: Platform = Platform.auto
     # compute dtype (parameters and optimizer state stay float32); auto: bf16 on a GPU or
@@ -330,6 +359,7 @@ class DeviceConfig:
     deterministic: bool = False
     # JAX's persistent compilation cache, so a restart skips most compilation; null: off
     compile_cache_dir: str | None = "outputs/.jax_cache"
+    mesh: MeshConfig = field(default_factory=MeshConfig)
 
     def __post_init__(self) -> None:
         _require(

@@ -1,4 +1,5 @@
-"""Pick the accelerator, set JAX's memory and precision options, and build the mesh.
+"""Pick the accelerator, set JAX's memory and precision options, and build the mesh
+(`device.mesh`, see `tunixrt.sharding`).
 
 Memory settings are environment variables that JAX reads when its backend starts, so
 `setup_devices` must run before the first JAX computation of the process.
@@ -12,11 +13,11 @@ from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from tunixrt.config import DeviceConfig, Platform, Precision
 from tunixrt.errors import InputError
+from tunixrt.sharding import batch_spec, batch_splits, build_mesh, describe
 
 log = logging.getLogger(__name__)
 
@@ -37,13 +38,18 @@ class Devices:
 
     @property
     def data_sharding(self) -> NamedSharding:
-        """Batches split along their leading (row) axis over every device."""
-        return NamedSharding(self.mesh, PartitionSpec("data"))
+        """[rows, seq] batches: rows split over the mesh's data x fsdp axes."""
+        return NamedSharding(self.mesh, batch_spec(self.mesh))
 
     @property
     def micro_batch_sharding(self) -> NamedSharding:
-        """[grad_accum, rows, seq] train batches: rows split over devices."""
-        return NamedSharding(self.mesh, PartitionSpec(None, "data"))
+        """[grad_accum, rows, seq] train batches: rows split over data x fsdp."""
+        return NamedSharding(self.mesh, batch_spec(self.mesh, leading=1))
+
+    @property
+    def batch_splits(self) -> int:
+        """How many ways a batch's rows split (data x fsdp)."""
+        return batch_splits(self.mesh)
 
     @property
     def replicated(self) -> NamedSharding:
@@ -97,13 +103,14 @@ def compute_dtype(precision: Precision, platform: str) -> jnp.dtype:
 def setup_devices(cfg: DeviceConfig) -> Devices:
     _set_env(cfg)
     platform, devices = _pick(cfg)
-    mesh = Mesh(np.asarray(devices), ("data",))
+    mesh = build_mesh(cfg.mesh, devices, platform)
     dtype = compute_dtype(cfg.precision, platform)
     log.info(
-        "devices: %d x %s (%s), compute dtype %s",
+        "devices: %d x %s (%s), mesh %s, compute dtype %s",
         len(devices),
         platform,
         devices[0].device_kind,
+        describe(mesh),
         jnp.dtype(dtype).name,
     )
     return Devices(platform, tuple(devices), mesh, jnp.dtype(dtype))

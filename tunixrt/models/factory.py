@@ -15,6 +15,7 @@ from tunixrt.devices import Devices
 from tunixrt.models.decoder import Decoder, DecoderConfig, num_params
 from tunixrt.models.hf import load_pretrained
 from tunixrt.models.lora import apply_lora
+from tunixrt.sharding import place
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +78,8 @@ def _pretrained(
 def build_model(
     cfg: ModelConfig, *, vocab_size: int, dtype: jnp.dtype, seed: int, devices: Devices
 ) -> Decoder:
-    """The model on the mesh (parameters replicated); LoRA adapters when model.lora.rank
-    > 0, initialised from `seed`."""
+    """The model on the mesh, its weights split by `tunixrt.sharding`'s rules; LoRA
+    adapters when model.lora.rank > 0, initialised from `seed`."""
     if cfg.path is not None:
         model = _pretrained(cfg, vocab_size=vocab_size, dtype=dtype, devices=devices)
     else:
@@ -93,7 +94,7 @@ def build_model(
             targets=tuple(cfg.lora.targets),
             rngs=nnx.Rngs(params=seed),
         )
-    nnx.update(model, jax.device_put(nnx.state(model), devices.replicated))
+    place(model, devices.mesh)
     _log_size(cfg, model)
     return model
 

@@ -2,8 +2,9 @@
 `run.resume` (auto, never, must).
 
 A run is identified by everything in its config except the keys below: a resumed run
-may train longer, log, evaluate and save on another cadence, or run on another machine,
-but it must not change the model, data, optimizer or batch shape it was saved with.
+may train longer, log, evaluate and save on another cadence, or run on another machine
+or mesh (a checkpoint restores onto any device count), but it must not change the
+model, data, optimizer or batch shape it was saved with.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ MUTABLE = (
     "device.preallocate",
     "device.mem_fraction",
     "device.compile_cache_dir",
+    "device.mesh.",
 )
 
 

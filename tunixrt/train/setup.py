@@ -13,7 +13,7 @@ import jax
 import numpy as np
 import optax
 from flax import nnx
-from jax.sharding import Sharding
+from jax.sharding import NamedSharding
 
 from tunixrt.config import ConfigError, TrainConfig
 from tunixrt.data.batching import HostBatch
@@ -23,6 +23,7 @@ from tunixrt.devices import Devices, setup_devices
 from tunixrt.models.decoder import Decoder
 from tunixrt.models.factory import build_model, trainable
 from tunixrt.optim import make_optimizer
+from tunixrt.sharding import place, put_rows
 from tunixrt.train.answers import AnswerEval, answer_eval, check_best_metric
 from tunixrt.train.step import DeviceBatch, TrainStep, eval_step, make_train_step
 
@@ -58,10 +59,10 @@ def enable_compile_cache(folder: str | None) -> None:
 def _check_rows(cfg: TrainConfig, devices: Devices) -> None:
     t = cfg.trainer
     rows = t.batch_size // t.grad_accum
-    if rows % len(devices.devices):
+    if rows % devices.batch_splits:
         raise ConfigError(
             f"trainer.batch_size/trainer.grad_accum = {rows} rows must split evenly over "
-            f"{len(devices.devices)} devices"
+            f"device.mesh.data x device.mesh.fsdp = {devices.batch_splits} devices"
         )
 
 
@@ -109,21 +110,21 @@ def setup(
     tx, schedule = make_optimizer(cfg.optimizer, schedule_steps or t.max_steps)
     wrt = trainable(cfg.model)
     optimizer = nnx.Optimizer(model, tx, wrt=wrt)
-    # Commit the optimizer state to the mesh like the parameters: state left uncommitted
-    # would make the first step compile for other shardings than every later step.
-    nnx.update(optimizer, jax.device_put(nnx.state(optimizer), devices.replicated))
-    step = make_train_step(wrt, t.loss_chunk_tokens)
+    # Commit the optimizer state to the mesh like the parameters (each moment split as
+    # its parameter): state left uncommitted would make the first step compile for
+    # other shardings than every later step.
+    place(optimizer, devices.mesh)
+    step = make_train_step(wrt, t.loss_chunk_tokens, devices.mesh)
     # the prefetch thread puts each batch on the mesh while earlier steps run
     sharding = devices.micro_batch_sharding
     data.train.place_with(functools.partial(place_batch, accum=t.grad_accum, sharding=sharding))
     return Setup(cfg, devices, data, model, optimizer, schedule, step, answers)
 
 
-def place_batch(batch: HostBatch, *, accum: int, sharding: Sharding) -> DeviceBatch:
-    """[rows, seq] host arrays -> [accum, rows/accum, seq] arrays split over devices."""
-    return {
-        k: jax.device_put(v.reshape(accum, -1, v.shape[-1]), sharding) for k, v in batch.items()
-    }
+def place_batch(batch: HostBatch, *, accum: int, sharding: NamedSharding) -> DeviceBatch:
+    """[rows, seq] host arrays (this process's rows) -> [accum, rows/accum, seq] arrays
+    split over the mesh's batch axes."""
+    return {k: put_rows(v.reshape(accum, -1, v.shape[-1]), sharding) for k, v in batch.items()}
 
 
 def to_device(batch: HostBatch, s: Setup) -> DeviceBatch:
@@ -155,7 +156,7 @@ def evaluate(
     for batch in batches:
         for micro in range(micro_batches):
             placed = {
-                k: jax.device_put(np.split(v, micro_batches)[micro], devices.data_sharding)
+                k: put_rows(np.split(v, micro_batches)[micro], devices.data_sharding)
                 for k, v in batch.items()
             }
             loss_sum, n = jax.device_get(eval_step(model, placed, loss_chunk_tokens))

@@ -16,8 +16,10 @@ import jax
 import jax.numpy as jnp
 import optax
 from flax import nnx
+from jax.sharding import Mesh
 
 from tunixrt.models.decoder import Decoder
+from tunixrt.sharding import constrain
 from tunixrt.train.loss import loss_sums
 
 DeviceBatch = dict[str, jax.Array]  # the same keys as data.HostBatch, placed on the mesh
@@ -55,11 +57,15 @@ TrainStep = Callable[[nnx.Module, nnx.Optimizer, DeviceBatch], dict[str, jax.Arr
 
 
 @functools.cache
-def make_train_step(wrt: type[nnx.Variable], loss_chunk_tokens: int = 0) -> TrainStep:
+def make_train_step(
+    wrt: type[nnx.Variable], loss_chunk_tokens: int = 0, mesh: Mesh | None = None
+) -> TrainStep:
     """A compiled optimizer step that differentiates and updates the `wrt` variables only
     (nnx.Param: every weight; nnx.LoRAParam: the adapters), with the loss's output head
-    applied `loss_chunk_tokens` tokens at a time (0: all at once). One per argument
-    pair, so every caller shares its compilation cache."""
+    applied `loss_chunk_tokens` tokens at a time (0: all at once). With a `mesh`, the
+    gradients, the model and the optimizer state are held to `tunixrt.sharding`'s
+    placement, so every step takes and returns its state split alike. One per argument
+    tuple, so every caller shares its compilation cache."""
 
     @nnx.jit(donate_argnums=(0, 1))
     def step(
@@ -68,7 +74,12 @@ def make_train_step(wrt: type[nnx.Variable], loss_chunk_tokens: int = 0) -> Trai
         grad_sum, loss_sum, count = _accumulate(model, batch, wrt, loss_chunk_tokens)
         denom = jnp.maximum(count, 1.0)
         grads = jax.tree.map(lambda g: g / denom, grad_sum)
+        if mesh is not None:
+            grads = constrain(grads, mesh)
         optimizer.update(model, grads)
+        if mesh is not None:
+            constrain(model, mesh)
+            constrain(optimizer, mesh)
         loss, grad_norm = loss_sum / denom, optax.tree.norm(grads)
         # False when the loss or the gradients hold a NaN or an inf; the optimizer
         # (inside optax.apply_if_finite) then leaves the state as it was.

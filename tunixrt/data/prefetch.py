@@ -4,6 +4,7 @@ putting each batch on the devices all overlap the device's step."""
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import dataclasses
 import queue
@@ -80,6 +81,7 @@ class Prefetcher:
             daemon=True,
         )
         self._thread.start()
+        _stop_at_exit(self._stop, self._thread)
         # a Prefetcher dropped without close() stops its thread (which holds no reference
         # to the Prefetcher)
         weakref.finalize(self, self._stop.set)
@@ -119,6 +121,34 @@ class Prefetcher:
                 self._queue.get(timeout=_POLL_S)
         self._thread, self._queue = None, None
         self._it.restore(self.state)
+
+
+# Every producer thread started, with its stop event. Producers are daemon threads: one
+# left running may still be placing a batch on the devices while the interpreter tears
+# JAX down, which aborts the process ("exception not rethrown"). That holds for the
+# thread of a Prefetcher already garbage-collected too, so the threads are kept here.
+_LIVE: set[tuple[threading.Event, threading.Thread]] = set()
+_HOOKED = False
+_EXIT_S = 5.0  # how long exit waits for a producer to finish the batch it is building
+
+
+def _stop_at_exit(stop: threading.Event, thread: threading.Thread) -> None:
+    """Have exit stop and join `thread`. The first call registers the hook; atexit runs
+    hooks last-in first-out, so it runs before those JAX registered when imported."""
+    global _HOOKED
+    if not _HOOKED:
+        atexit.register(_stop_all)
+        _HOOKED = True
+    _LIVE.difference_update({p for p in _LIVE if not p[1].is_alive()})
+    _LIVE.add((stop, thread))
+
+
+def _stop_all() -> None:
+    for stop, _ in _LIVE:
+        stop.set()
+    for _, thread in _LIVE:
+        thread.join(_EXIT_S)
+    _LIVE.clear()
 
 
 def _produce(

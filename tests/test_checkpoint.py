@@ -199,7 +199,7 @@ def test_lora_base_is_saved_once_beside_the_steps(tmp_path):
     jax.tree.map(np.testing.assert_array_equal, got, base)
     assert ck.steps() == [1]  # orbax does not take base/ for a step
     truncate(array_file(tmp_path / "base"))
-    with pytest.raises(CheckpointDamaged, match=r"base: the saved LoRA base is damaged"):
+    with pytest.raises(CheckpointDamaged, match=r"base: the saved base weights are damaged"):
         ck.restore_base(state(0.0, noise=True)["model"])
     assert (tmp_path / "base").is_dir()  # no other copy: left where it is
     ck.close()

@@ -259,19 +259,19 @@ class Checkpointer:
         self._manager.reload()
         log.warning("%s; moved it to %s and trying the step before it", err, aside)
 
-    def save_base(self, arrays: dict[str, Any]) -> Path:
-        """Write a LoRA run's frozen base weights once into BASE_FOLDER (replacing any),
-        synchronously: every later step refers to it."""
-        path = self.directory / BASE_FOLDER
+    def save_base(self, arrays: dict[str, Any], folder: str = BASE_FOLDER) -> Path:
+        """Write weights the whole run refers to once into `folder` (replacing any),
+        synchronously: a LoRA run's frozen base (BASE_FOLDER), or GRPO's reference."""
+        path = self.directory / folder
         with ocp.StandardCheckpointer() as writer:
             writer.save(path, arrays, force=True)
             writer.wait_until_finished()
         return path
 
-    def restore_base(self, target: dict[str, Any]) -> dict[str, Any]:
-        """The base weights `save_base` wrote, shaped (and placed) like `target`. There
-        is no other copy, so damage raises CheckpointDamaged."""
-        path = self.directory / BASE_FOLDER
+    def restore_base(self, target: dict[str, Any], folder: str = BASE_FOLDER) -> dict[str, Any]:
+        """The weights `save_base` wrote into `folder`, shaped (and placed) like
+        `target`. There is no other copy, so damage raises CheckpointDamaged."""
+        path = self.directory / folder
         try:
             with ocp.StandardCheckpointer() as reader:
                 return dict(reader.restore(path, target))
@@ -279,7 +279,9 @@ class Checkpointer:
             reason = damage(err)
             if reason is None:
                 raise
-            raise CheckpointDamaged(f"{path}: the saved LoRA base is damaged: {reason}") from err
+            raise CheckpointDamaged(
+                f"{path}: the saved {folder} weights are damaged: {reason}"
+            ) from err
 
     def wait(self) -> float:
         """Block until pending saves are on disk; returns the seconds waited."""

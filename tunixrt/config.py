@@ -96,6 +96,16 @@ class AttentionImpl(enum.StrEnum):
     reference = "reference"  # explicit einsums: scores [b, h, q, k] in float32
 
 
+class AlgorithmName(enum.StrEnum):
+    sft = "sft"  # supervised: next-token loss on the dataset's traces
+    grpo = "grpo"  # group-relative policy optimisation on sampled, scored completions
+
+
+class AdvantageScale(enum.StrEnum):
+    group = "group"  # (reward - group mean) / (group std + eps)
+    none = "none"  # reward - group mean (Dr. GRPO)
+
+
 class Progress(enum.StrEnum):
     auto = "auto"  # a bar on a terminal, log lines otherwise
     bar = "bar"
@@ -448,6 +458,79 @@ class EvalConfig:
         _require(self.samples >= 0, "eval.samples", self.samples, "an integer >= 0")
 
 
+def _default_rewards() -> dict[str, float]:
+    return {"correct": 1.0, "format": 0.1, "length": 0.0}
+
+
+REWARD_NAMES = ("correct", "format", "length")
+
+
+@dataclass
+class AlgorithmConfig:
+    """What training optimises: `sft` (the dataset's traces, next-token loss) or `grpo`
+    (tunixrt.algorithms: completions sampled from the model for prompts with known
+    answers, rewarded, and reinforced group-relatively). The grpo keys are read only
+    when name=grpo."""
+
+    name: AlgorithmName = AlgorithmName.sft
+    # Prompts with expected answers: an eval JSONL or a trace JSONL; null: the training
+    # traces of the dataset (dataset.path, or dataset.generate's), within dataset.families
+    prompts: str | None = None
+    prompts_per_step: int = 8
+    group_size: int = 8  # completions sampled per prompt
+    iterations: int = (
+        1  # optimizer steps on each sampled batch (the ratio leaves 1 after the first)
+    )
+    max_new_tokens: int = 128
+    temperature: float = 1.0
+    top_k: int | None = None
+    top_p: float | None = None
+    eps_low: float = 0.2  # the ratio is clipped to [1 - eps_low, 1 + eps_high]
+    eps_high: float = 0.28  # above eps_low: DAPO's clip-higher
+    beta: float = 0.04  # weight of the KL penalty against the starting weights; 0: none
+    advantage_scale: AdvantageScale = AdvantageScale.group
+    # reward name -> weight; correct: the eval scorer's verdict, format: the completion
+    # ended and marked its answer, length: soft penalty over the last length_buffer tokens
+    rewards: dict[str, float] = field(default_factory=_default_rewards)
+    length_buffer: int = 32
+
+    def __post_init__(self) -> None:
+        for key in ("prompts_per_step", "group_size", "iterations", "max_new_tokens"):
+            value = getattr(self, key)
+            _require(value > 0, f"algorithm.{key}", value, "a positive integer")
+        _require(self.temperature > 0, "algorithm.temperature", self.temperature, "a number > 0")
+        _require(
+            self.top_k is None or self.top_k > 0,
+            "algorithm.top_k",
+            self.top_k,
+            "a positive integer",
+        )
+        _require(
+            self.top_p is None or 0.0 < self.top_p <= 1.0,
+            "algorithm.top_p",
+            self.top_p,
+            "a number in (0, 1] or null",
+        )
+        for key in ("eps_low", "eps_high", "beta"):
+            value = getattr(self, key)
+            _require(value >= 0, f"algorithm.{key}", value, "a number >= 0")
+        _require(self.eps_low < 1, "algorithm.eps_low", self.eps_low, "a number below 1")
+        unknown = sorted(set(self.rewards) - set(REWARD_NAMES))
+        _require(not unknown, "algorithm.rewards", unknown, f"rewards among {list(REWARD_NAMES)}")
+        _require(
+            any(w != 0 for w in self.rewards.values()),
+            "algorithm.rewards",
+            dict(self.rewards),
+            "at least one nonzero weight",
+        )
+        _require(
+            self.length_buffer >= 0,
+            "algorithm.length_buffer",
+            self.length_buffer,
+            "an integer >= 0",
+        )
+
+
 # Metrics known at save time, with the direction that is better: evaluation runs before
 # the save of the same step.
 METRIC_MODES = {"eval/loss": "min", "eval/accuracy": "max", "train/loss": "min"}
@@ -519,6 +602,7 @@ class TrainConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     registry: RegistryConfig = field(default_factory=RegistryConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
     # Weights to start from (a dict because `from` cannot name a dataclass field):
     # init.from = a registered run id, a run folder, a checkpoint step folder
     # (RUN/checkpoints/STEP) or a Hugging Face folder; null starts from model.* as usual.

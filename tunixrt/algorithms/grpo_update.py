@@ -76,12 +76,15 @@ def make_policy_step(
 
         (loss, out), grads = jax.value_and_grad(objective, has_aux=True)(params)
         optimizer.update(model, grads)
+        grad_norm = optax.tree.norm(grads)
         return {
             "loss": loss,
             "kl": out.kl,
             "clip_fraction": out.clip_fraction,
             "ratio": out.ratio,
-            "grad_norm": optax.tree.norm(grads),
+            "grad_norm": grad_norm,
+            # False: a NaN or inf, and the optimizer (apply_if_finite) skipped the update
+            "finite": jnp.isfinite(loss) & jnp.isfinite(grad_norm),
         }
 
     return step

@@ -20,9 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tunixrt.config import REWARD_NAMES as REWARDS
 from tunixrt.evaluation.scoring import extract_answer, is_correct, marks_answer
-
-REWARDS = ("correct", "format", "length")
 
 
 @dataclass(frozen=True)

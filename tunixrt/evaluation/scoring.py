@@ -146,6 +146,12 @@ def _parse_eval_record(obj: Any) -> EvalItem:
     trace = parse_example(obj)
     if not isinstance(trace, Trace):
         raise DataError("a record needs 'expected_answer' (an eval item) or a trace")
+    return trace_item(trace)
+
+
+def trace_item(trace: Trace) -> EvalItem:
+    """A trace as an eval item: its final answer is the expected one, its family the
+    category."""
     meta = trace.meta
     return EvalItem(
         id=_meta_text(meta, "id") or "",

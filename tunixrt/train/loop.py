@@ -92,7 +92,7 @@ def fit(run: Run, result: TrainResult) -> None:
                 scalars = _train_scalars(run, step, throughput)
                 result.train_losses[step] = scalars["train/loss"]
                 run.writer.write_scalars(step, scalars)
-            bar.update(step, scalars)
+            bar.update(step, _shown(scalars))
             evaluated = _evaluations(run, step, throughput)
             if run.checkpointer.due(step) or step == t.max_steps:
                 _save(run, step, evaluated)
@@ -107,9 +107,13 @@ def fit(run: Run, result: TrainResult) -> None:
 
 def _one_step(run: Run, throughput: Throughput) -> dict[str, jax.Array]:
     s = run.setup
-    ready = next_batch(s)
-    tokens = ready.tokens
-    metrics = s.train_step(s.model, s.optimizer, ready.placed)
+    if s.grpo is not None:
+        done = s.grpo.step(run.loop.step + 1)
+        metrics, tokens = done.metrics, done.tokens
+    else:
+        ready = next_batch(s)
+        tokens = ready.tokens
+        metrics = s.train_step(s.model, s.optimizer, ready.placed)
     run.loop.step += 1
     run.loop.tokens_seen += tokens
     throughput.add_tokens(tokens)
@@ -141,7 +145,18 @@ def _train_scalars(run: Run, step: int, throughput: Throughput) -> dict[str, flo
         "train/grad_norm": host["grad_norm"],
         "train/lr": float(run.setup.schedule(step - 1)),
         **throughput.interval(step),
+        **{k: v for k, v in host.items() if "/" in k},  # the algorithm's own (grpo/*)
     }
+
+
+# The algorithm's scalars the progress line shows; TensorBoard and the registry get all.
+_SHOWN = ("grpo/reward", "grpo/accuracy", "grpo/kl", "grpo/sampled_tokens_per_sec")
+
+
+def _shown(scalars: dict[str, float] | None) -> dict[str, float] | None:
+    if scalars is None:
+        return None
+    return {k: v for k, v in scalars.items() if not k.startswith("grpo/") or k in _SHOWN}
 
 
 def _evaluations(run: Run, step: int, throughput: Throughput) -> dict[str, float]:
@@ -199,6 +214,8 @@ def _save(run: Run, step: int, evaluated: dict[str, float]) -> None:
     meta = checkpoint_meta(
         run.loop, s.data.train.state.to_dict(), run.config, s.model, base=run.base
     )
+    if s.grpo is not None:
+        meta["algorithm"] = s.grpo.state()  # the prompt order's position
     metrics = evaluated or None
     state = train_state(s.model, s.optimizer, adapters_only=run.base is not None)
     blocked = run.checkpointer.save(step, state, meta, metrics)

@@ -3,12 +3,14 @@ databases on SQLite and PostgreSQL. Plain helpers live in tests/helpers/."""
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import jax
 import pytest
 from omegaconf import DictConfig
 
@@ -18,6 +20,18 @@ from tests.helpers.paths import DEV_DATA
 from tests.helpers.registry import fresh_pg_database, pg_admin, pg_url, sqlite_url
 
 logging.getLogger("absl").setLevel(logging.WARNING)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def release_compiled_programs() -> Iterator[None]:
+    """After each test module, drop JAX's compiled programs. XLA:CPU keeps memory maps
+    for every program it compiled while JAX caches it; the whole suite in one process
+    compiles thousands and ran into the kernel's limit on a process's maps
+    (vm.max_map_count, 65530 by default), where the next compilation crashed with a
+    segmentation fault. Set up first, this fixture is torn down after the module's own."""
+    yield
+    jax.clear_caches()
+    gc.collect()
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -166,6 +166,16 @@ def test_top_k_1_and_tiny_top_p_equal_greedy():
         assert sampled == greedy
 
 
+def test_sampling_without_a_cut_draws_from_the_whole_vocabulary():
+    # no top_k or top_p skips the filter (and its sort); a filter that keeps every
+    # token must draw the same tokens from the same seed
+    model = make(seed=3)
+    kwargs = dict(max_new_tokens=8, eos_id=None, temperature=1.0, seed=9)
+    plain = generate_tokens(model, PROMPTS, **kwargs)
+    assert plain == generate_tokens(model, PROMPTS, top_k=model.cfg.vocab_size, **kwargs)
+    assert plain != generate_tokens(model, PROMPTS, top_k=2, **kwargs)
+
+
 def test_eos_stops_its_row_and_is_excluded():
     model = make(seed=4)
     greedy = generate_tokens(model, PROMPTS, max_new_tokens=8, eos_id=None)

@@ -17,8 +17,9 @@ from tests.helpers.config import compose_train
 from tests.helpers.data import addition_traces, write_jsonl
 from tests.helpers.tensorboard import read_scalars
 from tests.test_train_registry import history
-from tunixrt.algorithms.grpo_trainer import REFERENCE_FOLDER, step_seed
+from tunixrt.algorithms.grpo_trainer import REFERENCE_FOLDER, row_width, step_seed
 from tunixrt.algorithms.prompts import PromptOrder
+from tunixrt.algorithms.rollout import Rollout
 from tunixrt.checkpoint import Checkpointer
 from tunixrt.config import ConfigError, validate
 from tunixrt.export import load_model
@@ -225,3 +226,12 @@ def test_the_sampling_seed_depends_on_seed_and_step_only():
     assert step_seed(0, 5) == step_seed(0, 5)
     assert len({step_seed(0, 5), step_seed(0, 6), step_seed(1, 5)}) == 3
     assert all(0 <= step_seed(s, n) < 2**32 for s in range(3) for n in range(3))
+
+
+def test_rollout_rows_are_as_wide_as_the_longest_rounded_up():
+    rollout = Rollout([[1] * 10, [1] * 3], [[2] * 20, [2] * 70], [True, False], group_size=1)
+    # 3 + 70 tokens + EOS, less the last (never an input): 73, rounded up to 128
+    assert row_width(rollout, seq_len=192) == 128
+    assert row_width(rollout, seq_len=100) == 100
+    short = Rollout([[1] * 5], [[2] * 10], [True], group_size=1)
+    assert row_width(short, seq_len=192) == 64

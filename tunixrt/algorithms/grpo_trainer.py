@@ -115,18 +115,19 @@ class GrpoTrainer:
             rollout,
             eos_id=self.tokenizer.eos_id,
             pad_id=self.tokenizer.eos_id,
-            seq_len=self.seq_len,
+            seq_len=row_width(rollout, self.seq_len),
         )
         inputs, targets = jnp.asarray(batch.inputs), jnp.asarray(batch.targets)
-        old = logprobs(self.model, inputs, targets)  # the sampling policy, before any update
         policy_batch = {
             "inputs": inputs,
             "targets": targets,
             "mask": jnp.asarray(batch.mask),
-            "old_logp": old,
-            "ref_logp": self._reference_logprobs(inputs, targets, old),
             "advantages": advantages.reshape(-1),
         }
+        if self.a.iterations > 1:  # later passes need the sampling policy's log-probs
+            policy_batch["old_logp"] = logprobs(self.model, inputs, targets)
+        if self.a.beta > 0:
+            policy_batch["ref_logp"] = self._reference_logprobs(inputs, targets)
         for _ in range(self.a.iterations):
             out = self._step(self.model, self.optimizer, policy_batch)
         host = jax.device_get(out)
@@ -169,11 +170,7 @@ class GrpoTrainer:
             for ids, want, done in zip(rollout.completions, expected, rollout.finished, strict=True)
         ]
 
-    def _reference_logprobs(
-        self, inputs: jax.Array, targets: jax.Array, old: jax.Array
-    ) -> jax.Array:
-        if self.a.beta == 0:
-            return old  # no penalty: the KL metric then measures the step from sampling
+    def _reference_logprobs(self, inputs: jax.Array, targets: jax.Array) -> jax.Array:
         if self.lora:
             return logprobs_without_adapters(self.model, inputs, targets)
         assert self.reference is not None, "start_reference or restore_reference first"
@@ -196,6 +193,18 @@ class GrpoTrainer:
 
     def restore(self, state: dict[str, Any]) -> None:
         self.order.restore(state)
+
+
+ROW_MULTIPLE = 64  # rows are padded to a multiple of this: few shapes, few compilations
+
+
+def row_width(rollout: Rollout, seq_len: int) -> int:
+    """The row length of a rollout's batch: its longest prompt + completion (+ EOS),
+    less the one token no row predicts from, rounded up to ROW_MULTIPLE and at most
+    seq_len."""
+    pairs = zip(rollout.prompts, rollout.completions, strict=True)
+    longest = max(len(p) + len(c) + 1 for p, c in pairs)
+    return min(seq_len, -(-(longest - 1) // ROW_MULTIPLE) * ROW_MULTIPLE)
 
 
 def step_seed(seed: int, step: int) -> int:

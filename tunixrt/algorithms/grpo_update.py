@@ -21,7 +21,8 @@ from tunixrt.algorithms.logprobs import token_logprobs
 from tunixrt.models import Decoder
 
 # inputs, targets [rows, seq] int32; mask, old_logp, ref_logp [rows, seq] float32;
-# advantages [rows] float32
+# advantages [rows] float32. old_logp may be left out on the first pass over a batch,
+# ref_logp when there is no KL penalty.
 PolicyBatch = dict[str, jax.Array]
 
 
@@ -62,10 +63,15 @@ def make_policy_step(
 
         def objective(p: Any) -> tuple[jax.Array, Any]:
             logp = token_logprobs(nnx.merge(graphdef, p, rest)(batch["inputs"]), batch["targets"])
+            # without old_logp the batch was sampled by these very weights (the first
+            # pass over it): the ratio is 1 and its gradient that of logp
+            old = batch["old_logp"] if "old_logp" in batch else jax.lax.stop_gradient(logp)
+            # without ref_logp there is no KL penalty (beta = 0): the estimate is then 0
+            ref = batch["ref_logp"] if "ref_logp" in batch else jax.lax.stop_gradient(logp)
             out = policy_loss(
                 logp,
-                batch["old_logp"],
-                batch["ref_logp"],
+                old,
+                ref,
                 batch["advantages"],
                 batch["mask"],
                 eps_low=eps_low,

@@ -58,12 +58,16 @@ def _pick(
     top_p: jax.Array,
     *,
     sample: bool,
+    cut: bool,
 ) -> jax.Array:
-    """Next tokens [b] from logits [b, v]: argmax, or a draw after temperature, k, p."""
+    """Next tokens [b] from logits [b, v]: argmax, or a draw after temperature, k, p
+    (`cut` False: no top-k or top-p, so the sort over the vocabulary is skipped)."""
     if not sample:
         return jnp.argmax(logits, axis=-1).astype(jnp.int32)
-    filtered = _filter_top_k_top_p(logits / temperature, top_k, top_p)
-    return jax.random.categorical(key, filtered, axis=-1).astype(jnp.int32)
+    scaled = logits / temperature
+    if cut:
+        scaled = _filter_top_k_top_p(scaled, top_k, top_p)
+    return jax.random.categorical(key, scaled, axis=-1).astype(jnp.int32)
 
 
 # ---------------------------------------------------------------------------- loop
@@ -74,7 +78,7 @@ def _pick(
 _Carry = tuple[jax.Array, jax.Array, list[KVCache], jax.Array, jax.Array, jax.Array]
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "cache_len", "sample"))
+@functools.partial(jax.jit, static_argnames=("graphdef", "cache_len", "sample", "cut"))
 def _generate(
     graphdef: nnx.GraphDef[Decoder],
     state: nnx.State,
@@ -85,6 +89,7 @@ def _generate(
     *,
     cache_len: int,
     sample: bool,
+    cut: bool = False,
 ) -> jax.Array:
     """Prefill tokens [b, s] (row lengths [b]), then decode; new tokens [b, t], -1 padded."""
     model = nnx.merge(graphdef, state)
@@ -99,6 +104,7 @@ def _generate(
         top_k=scalars["top_k"],
         top_p=scalars["top_p"],
         sample=sample,
+        cut=cut,
     )
 
     def step(carry: _Carry) -> _Carry:
@@ -204,6 +210,7 @@ def generate_tokens(
         scalars,
         cache_len=cache_len,
         sample=temperature > 0,
+        cut=top_k is not None or top_p is not None,
     )
     out = np.asarray(out)
     return [_trim(out[i], eos_id, max_new_tokens) for i in range(len(prompts))]

@@ -94,6 +94,20 @@ def test_bench_json_agrees_with_the_model_and_itself(capsys, bench_args):
     assert ck["restore_seconds"] > 0
 
 
+def test_bench_of_grpo_splits_its_step_and_agrees_with_itself(capsys, bench_args):
+    grpo = ["algorithm=grpo", "algorithm.max_new_tokens=16", "dataset.families=[counting]"]
+    assert tunixrt_cli([*bench_args, *grpo, "--steps", "2", "--warmup", "0", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert (out["prompts_per_step"], out["group_size"], out["max_new_tokens"]) == (8, 8, 16)
+    assert min(out["sample_seconds"], out["train_seconds"], out["first_step_seconds"]) > 0
+    assert out["step_seconds"] == pytest.approx(out["sample_seconds"] + out["train_seconds"])
+    assert out["sample_share"] == pytest.approx(out["sample_seconds"] / out["step_seconds"])
+    assert 0 < out["completion_tokens"] <= 16 + 1  # EOS counts
+    # the same completion tokens over each part's time
+    ratio = out["sampled_tokens_per_second"] / out["trained_tokens_per_second"]
+    assert ratio == pytest.approx(out["train_seconds"] / out["sample_seconds"])
+
+
 def test_bench_text_names_every_figure(capsys, bench_args):
     assert tunixrt_cli([*bench_args, "--steps", "1", "--warmup", "0", "--rounds", "1"]) == 0
     text = capsys.readouterr().out

@@ -78,11 +78,13 @@ class GrpoTrainer:
     def needs_reference_copy(self) -> bool:
         return self.a.beta > 0 and not self.lora
 
-    def start_reference(self, ck: Checkpointer) -> None:
-        """At a fresh start: the current weights are the reference; saved for resumes."""
+    def start_reference(self, ck: Checkpointer | None) -> None:
+        """At a fresh start: the current weights are the reference, saved into `ck`'s
+        folder for resumes (None: kept in memory only, as the benchmark does)."""
         if self.needs_reference_copy:
             self.reference = frozen_copy(self.model)
-            ck.save_base(_params(self.reference), folder=REFERENCE_FOLDER)
+            if ck is not None:
+                ck.save_base(_params(self.reference), folder=REFERENCE_FOLDER)
 
     def restore_reference(self, ck: Checkpointer) -> None:
         """On resume: the reference the run saved when it started."""

@@ -1,6 +1,7 @@
 """`tunixrt bench`: time the train step, generation (prefill and decode) and optionally
 checkpointing of a config; with `--reference torch` and `--bare`, the same step in
-transformers + PyTorch and as a bare jitted step, in alternating rounds."""
+transformers + PyTorch and as a bare jitted step, in alternating rounds; with
+algorithm=grpo, GRPO steps split into sampling and training."""
 
 from __future__ import annotations
 
@@ -33,6 +34,8 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_compile_cache:
         enable_compile_cache(cfg.device.compile_cache_dir)
     s = setup(cfg)
+    if s.grpo is not None:
+        return _grpo(s, args)
     result = bench_step(
         s,
         steps=args.steps,
@@ -60,6 +63,16 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _grpo(s: Any, args: argparse.Namespace) -> int:
+    """algorithm=grpo: sampling and training time of GRPO steps instead of the SFT step."""
+    from tunixrt.train.timing_grpo import bench_grpo, format_grpo
+
+    result = bench_grpo(s, steps=args.steps, warmup=args.warmup)
+    text = json.dumps(asdict(result), indent=2) if args.json else format_grpo(result)
+    sys.stdout.write(text + "\n")
+    return 0
+
+
 def add_parser(sub: Any) -> None:
     b = sub.add_parser(
         "bench",
@@ -71,7 +84,9 @@ def add_parser(sub: Any) -> None:
         "greedy generation with its model (prefill and decode tokens/s, on the "
         "trainer's rows with prompts of half a row). Writes nothing but a temporary "
         "checkpoint (with --checkpoint) and JAX's compilation cache. Example: tunixrt bench "
-        "model=llama_small --reference torch --bare --json",
+        "model=llama_small --reference torch --bare --json. With algorithm=grpo it times "
+        "--warmup then --steps GRPO steps instead: sampling and training time, sampled and "
+        "trained tokens/s (--rounds, --reference, --bare and --checkpoint do not apply).",
     )
     b.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model=llama_small")
     b.add_argument("--steps", type=int, default=10, help="timed steps per round (default 10)")

@@ -15,6 +15,7 @@ from typing import Any
 def run(args: argparse.Namespace) -> int:
     from tunixrt.composition import compose
     from tunixrt.config import ConfigError, validate
+    from tunixrt.train.init_from import find_origin, start_from
     from tunixrt.train.setup import enable_compile_cache, setup
     from tunixrt.train.timing import (
         bench_checkpoint,
@@ -34,6 +35,9 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_compile_cache:
         enable_compile_cache(cfg.device.compile_cache_dir)
     s = setup(cfg)
+    origin = find_origin(cfg)
+    if origin is not None:  # a trained model's completions end as a run's would
+        start_from(origin, s.model, s.data.tokenizer)
     if s.grpo is not None:
         return _grpo(s, args)
     result = bench_step(
@@ -86,7 +90,8 @@ def add_parser(sub: Any) -> None:
         "checkpoint (with --checkpoint) and JAX's compilation cache. Example: tunixrt bench "
         "model=llama_small --reference torch --bare --json. With algorithm=grpo it times "
         "--warmup then --steps GRPO steps instead: sampling and training time, sampled and "
-        "trained tokens/s (--rounds, --reference, --bare and --checkpoint do not apply).",
+        "trained tokens/s (--rounds, --reference, --bare and --checkpoint do not apply). "
+        "init.from=RUN starts the model from a run's weights, as training would.",
     )
     b.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model=llama_small")
     b.add_argument("--steps", type=int, default=10, help="timed steps per round (default 10)")

@@ -17,8 +17,9 @@ from tests.helpers.config import compose_train
 from tests.helpers.data import addition_traces, write_jsonl
 from tests.helpers.tensorboard import read_scalars
 from tests.test_train_registry import history
-from tunixrt.algorithms.grpo_trainer import REFERENCE_FOLDER, row_width, step_seed
+from tunixrt.algorithms.grpo_trainer import row_width, step_seed
 from tunixrt.algorithms.prompts import PromptOrder
+from tunixrt.algorithms.reference import REFERENCE_FOLDER
 from tunixrt.algorithms.rollout import Rollout
 from tunixrt.checkpoint import Checkpointer
 from tunixrt.config import ConfigError, validate

@@ -99,6 +99,7 @@ class AttentionImpl(enum.StrEnum):
 class AlgorithmName(enum.StrEnum):
     sft = "sft"  # supervised: next-token loss on the dataset's traces
     grpo = "grpo"  # group-relative policy optimisation on sampled, scored completions
+    dpo = "dpo"  # direct preference optimisation on (prompt, chosen, rejected) pairs
 
 
 class AdvantageScale(enum.StrEnum):
@@ -473,10 +474,14 @@ class AlgorithmConfig:
     when name=grpo."""
 
     name: AlgorithmName = AlgorithmName.sft
-    # Prompts with expected answers: an eval JSONL or a trace JSONL; null: the training
+    # dpo: a JSONL of {"prompt", "chosen", "rejected"}; valid_fraction of it is held out
+    # for the preference accuracy reported at each evaluation
+    pairs: str | None = None
+    valid_fraction: float = 0.1
+    # grpo: prompts with expected answers: an eval JSONL or a trace JSONL; null: the training
     # traces of the dataset (dataset.path, or dataset.generate's), within dataset.families
     prompts: str | None = None
-    prompts_per_step: int = 8
+    prompts_per_step: int = 8  # dpo: pairs per step
     group_size: int = 8  # completions sampled per prompt
     iterations: int = (
         1  # optimizer steps on each sampled batch (the ratio leaves 1 after the first)
@@ -487,7 +492,9 @@ class AlgorithmConfig:
     top_p: float | None = None
     eps_low: float = 0.2  # the ratio is clipped to [1 - eps_low, 1 + eps_high]
     eps_high: float = 0.28  # above eps_low: DAPO's clip-higher
-    beta: float = 0.04  # weight of the KL penalty against the starting weights; 0: none
+    # grpo: weight of the KL penalty against the starting weights (0: none); dpo: the
+    # scale of the implicit reward beta * (log pi - log ref)
+    beta: float = 0.04
     advantage_scale: AdvantageScale = AdvantageScale.group
     # reward name -> weight; correct: the eval scorer's verdict, format: the completion
     # ended and marked its answer, length: soft penalty over the last length_buffer tokens
@@ -529,6 +536,15 @@ class AlgorithmConfig:
             self.length_buffer,
             "an integer >= 0",
         )
+        _require(
+            0.0 <= self.valid_fraction < 1.0,
+            "algorithm.valid_fraction",
+            self.valid_fraction,
+            "a number in [0, 1)",
+        )
+        if self.name is AlgorithmName.dpo:
+            _require(self.pairs is not None, "algorithm.pairs", self.pairs, "a JSONL file of pairs")
+            _require(self.beta > 0, "algorithm.beta", self.beta, "a number > 0 for dpo")
 
 
 # Metrics known at save time, with the direction that is better: evaluation runs before

@@ -2,9 +2,8 @@
 completions for each, reward them, and take `algorithm.iterations` optimizer steps on
 the clipped objective with a KL penalty against the reference.
 
-The reference is the weights the run started from: with LoRA the model with its
-adapters off; without, a copy saved once into the checkpoints folder (`reference/`),
-since a resumed run holds later weights. The sampling seed of step n is drawn from
+The reference is the weights the run started from (tunixrt.algorithms.reference). The
+StepResult's tokens are the completion tokens trained on (EOS included). The sampling seed of step n is drawn from
 (seed, n) and the prompt order is saved with each checkpoint, so a resumed run samples
 exactly what it would have sampled without the stop.
 """
@@ -12,7 +11,6 @@ exactly what it would have sampled without the stop.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import jax
@@ -21,29 +19,17 @@ import numpy as np
 from flax import nnx
 
 from tunixrt.algorithms.grpo import equal_reward_share, group_advantages
-from tunixrt.algorithms.grpo_update import (
-    PolicyStep,
-    frozen_copy,
-    logprobs,
-    logprobs_without_adapters,
-    make_policy_step,
-)
+from tunixrt.algorithms.grpo_update import PolicyStep, logprobs, make_policy_step
 from tunixrt.algorithms.prompts import PromptOrder, prompt_items
+from tunixrt.algorithms.reference import Reference
 from tunixrt.algorithms.rewards import Sample, correct, score_samples
 from tunixrt.algorithms.rollout import Rollout, completion_batch, sample_groups
+from tunixrt.algorithms.trainer import StepResult
 from tunixrt.checkpoint import Checkpointer
 from tunixrt.config import AlgorithmConfig, ConfigError, TrainConfig
 from tunixrt.evaluation.generate import Tokenizer, decode_completion, prompt_ids
 from tunixrt.evaluation.scoring import EvalItem
 from tunixrt.models import Decoder
-
-REFERENCE_FOLDER = "reference"  # beside the step folders: a full-weight run's reference
-
-
-@dataclass
-class StepResult:
-    metrics: dict[str, Any]  # loss, grad_norm, finite and the grpo/* scalars
-    tokens: int  # completion tokens trained on (EOS included)
 
 
 class GrpoTrainer:
@@ -66,35 +52,21 @@ class GrpoTrainer:
         self.seq_len = cfg.trainer.seq_len
         self.prompts = [prompt_ids(tokenizer, i.prompt) for i in self.items]
         self._check_fits(source)
-        self.lora = cfg.model.lora.rank > 0
-        self.reference: Decoder | None = None  # full-weight runs with beta > 0
+        # the KL's reference; None without a KL penalty
+        self.reference = Reference(model, lora=cfg.model.lora.rank > 0) if self.a.beta > 0 else None
         self._step: PolicyStep = make_policy_step(
             wrt, eps_low=self.a.eps_low, eps_high=self.a.eps_high, beta=self.a.beta
         )
 
     # ------------------------------------------------------------------ reference
 
-    @property
-    def needs_reference_copy(self) -> bool:
-        return self.a.beta > 0 and not self.lora
-
     def start_reference(self, ck: Checkpointer | None) -> None:
-        """At a fresh start: the current weights are the reference, saved into `ck`'s
-        folder for resumes (None: kept in memory only, as the benchmark does)."""
-        if self.needs_reference_copy:
-            self.reference = frozen_copy(self.model)
-            if ck is not None:
-                ck.save_base(_params(self.reference), folder=REFERENCE_FOLDER)
+        if self.reference is not None:
+            self.reference.start(ck)
 
     def restore_reference(self, ck: Checkpointer) -> None:
-        """On resume: the reference the run saved when it started."""
-        if self.needs_reference_copy:
-            self.reference = frozen_copy(self.model)
-            state = nnx.state(self.reference, nnx.Param)
-            nnx.replace_by_pure_dict(
-                state, ck.restore_base(_params(self.reference), REFERENCE_FOLDER)
-            )
-            nnx.update(self.reference, state)
+        if self.reference is not None:
+            self.reference.restore(ck)
 
     # ------------------------------------------------------------------ the step
 
@@ -128,8 +100,8 @@ class GrpoTrainer:
         }
         if self.a.iterations > 1:  # later passes need the sampling policy's log-probs
             policy_batch["old_logp"] = logprobs(self.model, inputs, targets)
-        if self.a.beta > 0:
-            policy_batch["ref_logp"] = self._reference_logprobs(inputs, targets)
+        if self.reference is not None:
+            policy_batch["ref_logp"] = self.reference.logprobs(inputs, targets)
         for _ in range(self.a.iterations):
             out = self._step(self.model, self.optimizer, policy_batch)
         host = jax.device_get(out)
@@ -172,12 +144,6 @@ class GrpoTrainer:
             for ids, want, done in zip(rollout.completions, expected, rollout.finished, strict=True)
         ]
 
-    def _reference_logprobs(self, inputs: jax.Array, targets: jax.Array) -> jax.Array:
-        if self.lora:
-            return logprobs_without_adapters(self.model, inputs, targets)
-        assert self.reference is not None, "start_reference or restore_reference first"
-        return logprobs(self.reference, inputs, targets)
-
     def _check_fits(self, source: str) -> None:
         longest = max(len(p) for p in self.prompts)
         need = longest + self.a.max_new_tokens
@@ -196,6 +162,9 @@ class GrpoTrainer:
     def restore(self, state: dict[str, Any]) -> None:
         self.order.restore(state)
 
+    def evaluate(self) -> dict[str, float]:
+        return {}  # held-out accuracy is the answer evaluation's (eval.*)
+
 
 ROW_MULTIPLE = 64  # rows are padded to a multiple of this: few shapes, few compilations
 
@@ -212,10 +181,6 @@ def row_width(rollout: Rollout, seq_len: int) -> int:
 def step_seed(seed: int, step: int) -> int:
     """The sampling seed of optimizer step `step`: a function of (seed, step) only."""
     return int(np.random.SeedSequence([seed, step]).generate_state(1)[0])
-
-
-def _params(model: nnx.Module) -> dict[str, Any]:
-    return nnx.to_pure_dict(nnx.state(model, nnx.Param))
 
 
 def _reward_scalars(

@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any
 
 import jax
 import jax.numpy as jnp
-import optax
 from flax import nnx
 
-from tunixrt.algorithms.grpo import policy_loss
+from tunixrt.algorithms.grpo import PolicyLoss, policy_loss
 from tunixrt.algorithms.logprobs import token_logprobs
+from tunixrt.algorithms.update import descend
 from tunixrt.models import Decoder
 
 # inputs, targets [rows, seq] int32; mask, old_logp, ref_logp [rows, seq] float32;
@@ -59,10 +58,8 @@ def make_policy_step(
     def step(
         model: nnx.Module, optimizer: nnx.Optimizer, batch: PolicyBatch
     ) -> dict[str, jax.Array]:
-        graphdef, params, rest = nnx.split(model, wrt, ...)  # type: ignore[misc]
-
-        def objective(p: Any) -> tuple[jax.Array, Any]:
-            logp = token_logprobs(nnx.merge(graphdef, p, rest)(batch["inputs"]), batch["targets"])
+        def objective(m: nnx.Module) -> tuple[jax.Array, PolicyLoss]:
+            logp = token_logprobs(m(batch["inputs"]), batch["targets"])
             # without old_logp the batch was sampled by these very weights (the first
             # pass over it): the ratio is 1 and its gradient that of logp
             old = batch["old_logp"] if "old_logp" in batch else jax.lax.stop_gradient(logp)
@@ -80,17 +77,7 @@ def make_policy_step(
             )
             return out.loss, out
 
-        (loss, out), grads = jax.value_and_grad(objective, has_aux=True)(params)
-        optimizer.update(model, grads)
-        grad_norm = optax.tree.norm(grads)
-        return {
-            "loss": loss,
-            "kl": out.kl,
-            "clip_fraction": out.clip_fraction,
-            "ratio": out.ratio,
-            "grad_norm": grad_norm,
-            # False: a NaN or inf, and the optimizer (apply_if_finite) skipped the update
-            "finite": jnp.isfinite(loss) & jnp.isfinite(grad_norm),
-        }
+        out, update = descend(model, optimizer, wrt, objective)
+        return {**update, "kl": out.kl, "clip_fraction": out.clip_fraction, "ratio": out.ratio}
 
     return step

@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     origin = find_origin(cfg)
     if origin is not None:  # a trained model's completions end as a run's would
         start_from(origin, s.model, s.data.tokenizer)
-    if s.grpo is not None:
+    if cfg.algorithm.name == "grpo":
         return _grpo(s, args)
     result = bench_step(
         s,

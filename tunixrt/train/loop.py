@@ -107,8 +107,8 @@ def fit(run: Run, result: TrainResult) -> None:
 
 def _one_step(run: Run, throughput: Throughput) -> dict[str, jax.Array]:
     s = run.setup
-    if s.grpo is not None:
-        done = s.grpo.step(run.loop.step + 1)
+    if s.algorithm is not None:
+        done = s.algorithm.step(run.loop.step + 1)
         metrics, tokens = done.metrics, done.tokens
     else:
         ready = next_batch(s)
@@ -145,18 +145,25 @@ def _train_scalars(run: Run, step: int, throughput: Throughput) -> dict[str, flo
         "train/grad_norm": host["grad_norm"],
         "train/lr": float(run.setup.schedule(step - 1)),
         **throughput.interval(step),
-        **{k: v for k, v in host.items() if "/" in k},  # the algorithm's own (grpo/*)
+        **{k: v for k, v in host.items() if "/" in k},  # the algorithm's own (grpo/*, dpo/*)
     }
 
 
 # The algorithm's scalars the progress line shows; TensorBoard and the registry get all.
-_SHOWN = ("grpo/reward", "grpo/accuracy", "grpo/kl", "grpo/sampled_tokens_per_sec")
+_SHOWN = (
+    "grpo/reward",
+    "grpo/accuracy",
+    "grpo/kl",
+    "grpo/sampled_tokens_per_sec",
+    "dpo/accuracy",
+    "dpo/margin",
+)
 
 
 def _shown(scalars: dict[str, float] | None) -> dict[str, float] | None:
     if scalars is None:
         return None
-    return {k: v for k, v in scalars.items() if not k.startswith("grpo/") or k in _SHOWN}
+    return {k: v for k, v in scalars.items() if not k.startswith(("grpo/", "dpo/")) or k in _SHOWN}
 
 
 def _evaluations(run: Run, step: int, throughput: Throughput) -> dict[str, float]:
@@ -174,6 +181,10 @@ def _evaluations(run: Run, step: int, throughput: Throughput) -> dict[str, float
     out: dict[str, float] = {}
     if loss_due and (loss := _eval(run, step)) is not None:
         out["eval/loss"] = loss
+    if loss_due and run.setup.algorithm is not None:
+        held_out = run.setup.algorithm.evaluate()  # e.g. DPO's preference accuracy
+        run.writer.write_scalars(step, held_out)
+        out.update(held_out)
     if answers_due:
         out["eval/accuracy"] = _eval_answers(run, step)
     throughput.exclude(time.perf_counter() - started)
@@ -214,8 +225,8 @@ def _save(run: Run, step: int, evaluated: dict[str, float]) -> None:
     meta = checkpoint_meta(
         run.loop, s.data.train.state.to_dict(), run.config, s.model, base=run.base
     )
-    if s.grpo is not None:
-        meta["algorithm"] = s.grpo.state()  # the prompt order's position
+    if s.algorithm is not None:
+        meta["algorithm"] = s.algorithm.state()  # e.g. the prompt order's position
     metrics = evaluated or None
     state = train_state(s.model, s.optimizer, adapters_only=run.base is not None)
     blocked = run.checkpointer.save(step, state, meta, metrics)

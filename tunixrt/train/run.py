@@ -87,8 +87,8 @@ def open_run(cfg: TrainConfig, context: RunContext) -> Iterator[Run]:
                 start_from(origin, s.model, s.data.tokenizer)
             loop = LoopState(schedule_steps=horizon)
             base = _fresh_base(s, checkpointer, started_from=origin is not None)
-            if s.grpo is not None:
-                s.grpo.start_reference(checkpointer)
+            if s.algorithm is not None:
+                s.algorithm.start_reference(checkpointer)
         else:
             loop, base = _restore(s, checkpointer, folder, newest, recording)
         recording.step = lambda: loop.step
@@ -166,9 +166,9 @@ def _restore(
     restored = ck.restore_newest(target, at_most=at_most)
     load_train_state(s.model, s.optimizer, restored.arrays, adapters_only=adapters_only)
     s.data.train.restore(IteratorState.from_dict(restored.meta["data"]))
-    if s.grpo is not None:
-        s.grpo.restore(restored.meta["algorithm"])
-        s.grpo.restore_reference(ck)
+    if s.algorithm is not None:
+        s.algorithm.restore(restored.meta["algorithm"])
+        s.algorithm.restore_reference(ck)
     recording.resumed_at(restored.step)
     dropped = truncate_after(folder / "tb", restored.step)
     log.info(

@@ -15,7 +15,9 @@ import optax
 from flax import nnx
 from jax.sharding import NamedSharding
 
+from tunixrt.algorithms.dpo_trainer import DpoTrainer
 from tunixrt.algorithms.grpo_trainer import GrpoTrainer
+from tunixrt.algorithms.trainer import AlgorithmStep
 from tunixrt.config import AlgorithmName, ConfigError, TrainConfig
 from tunixrt.data.batching import HostBatch
 from tunixrt.data.pipeline import Data, load_data
@@ -43,8 +45,8 @@ class Setup:
     # chosen once here, so the loop and the benchmark cannot disagree.
     train_step: TrainStep
     answers: AnswerEval | None = None  # answer evaluation (eval.*); None: off
-    # algorithm=grpo: the step samples, rewards and updates instead of train_step
-    grpo: GrpoTrainer | None = None
+    # algorithm=grpo or dpo: its step runs instead of train_step; None for sft
+    algorithm: AlgorithmStep | None = None
 
 
 def enable_compile_cache(folder: str | None) -> None:
@@ -121,17 +123,18 @@ def setup(
     # the prefetch thread puts each batch on the mesh while earlier steps run
     sharding = devices.micro_batch_sharding
     data.train.place_with(functools.partial(place_batch, accum=t.grad_accum, sharding=sharding))
-    grpo = None
-    if cfg.algorithm.name is AlgorithmName.grpo:
-        _check_one_device(devices)
-        grpo = GrpoTrainer(cfg, model, optimizer, data.tokenizer, wrt)
-    return Setup(cfg, devices, data, model, optimizer, schedule, step, answers, grpo)
+    algorithm: AlgorithmStep | None = None
+    if cfg.algorithm.name is not AlgorithmName.sft:
+        _check_one_device(devices, cfg.algorithm.name)
+        kind = GrpoTrainer if cfg.algorithm.name is AlgorithmName.grpo else DpoTrainer
+        algorithm = kind(cfg, model, optimizer, data.tokenizer, wrt)
+    return Setup(cfg, devices, data, model, optimizer, schedule, step, answers, algorithm)
 
 
-def _check_one_device(devices: Devices) -> None:
+def _check_one_device(devices: Devices, name: str) -> None:
     if len(devices.devices) > 1:
         raise ConfigError(
-            f"algorithm=grpo runs on one device; this run has {len(devices.devices)} "
+            f"algorithm={name} runs on one device; this run has {len(devices.devices)} "
             "(set device.mesh.data=1, or make one device visible)"
         )
 

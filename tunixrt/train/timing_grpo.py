@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tunixrt.algorithms.grpo_trainer import GrpoTrainer
 from tunixrt.train.setup import Setup
 
 
@@ -28,8 +29,8 @@ class GrpoBench:
 def bench_grpo(s: Setup, *, steps: int, warmup: int) -> GrpoBench:
     """Run 1 + warmup untimed GRPO steps, then `steps` timed ones, on the config's
     prompts from the model as set up (its start is the KL reference)."""
-    g = s.grpo
-    assert g is not None, "bench_grpo needs algorithm=grpo"
+    g = s.algorithm
+    assert isinstance(g, GrpoTrainer), "bench_grpo needs algorithm=grpo"
     g.start_reference(None)
     first = g.step(1).metrics
     for n in range(2, 2 + warmup):

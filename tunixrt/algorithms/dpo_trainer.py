@@ -1,0 +1,152 @@
+"""One DPO step of the training loop (algorithm=dpo): take `prompts_per_step` pairs of
+algorithm.pairs, score the chosen and the rejected completion under the policy and the
+reference (the starting weights, tunixrt.algorithms.reference), and step on DPO's loss
+(tunixrt.algorithms.dpo). A held-out share of the pairs gives the preference accuracy
+and margin at every evaluation. The pair order is saved with each checkpoint."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from tunixrt.algorithms.dpo import PreferenceLoss, dpo_loss
+from tunixrt.algorithms.logprobs import sequence_logprobs, token_logprobs
+from tunixrt.algorithms.preferences import (
+    EncodedPair,
+    PairBatch,
+    encode_pairs,
+    pair_batch,
+    read_pairs,
+)
+from tunixrt.algorithms.prompts import PromptOrder
+from tunixrt.algorithms.reference import Reference
+from tunixrt.algorithms.trainer import StepResult
+from tunixrt.algorithms.update import descend
+from tunixrt.checkpoint import Checkpointer
+from tunixrt.config import ConfigError, TrainConfig
+from tunixrt.evaluation.generate import Tokenizer
+from tunixrt.models import Decoder
+
+# inputs, targets [2 * pairs, width] int32; mask, ref_logp [2 * pairs, width] float32
+DpoBatch = dict[str, jax.Array]
+DpoStep = Callable[[nnx.Module, nnx.Optimizer, DpoBatch], dict[str, jax.Array]]
+
+
+def _split(logp: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Summed completion log-probs of the chosen rows (first half) and rejected ones."""
+    total = sequence_logprobs(logp, mask)
+    half = total.shape[0] // 2
+    return total[:half], total[half:]
+
+
+def _loss(logp: jax.Array, batch: DpoBatch, beta: float) -> PreferenceLoss:
+    chosen, rejected = _split(logp, batch["mask"])
+    ref_chosen, ref_rejected = _split(batch["ref_logp"], batch["mask"])
+    return dpo_loss(chosen, rejected, ref_chosen, ref_rejected, beta=beta)
+
+
+@functools.cache
+def make_dpo_step(wrt: type[nnx.Variable], *, beta: float) -> DpoStep:
+    """A compiled step on DPO's loss that updates the `wrt` variables."""
+
+    @nnx.jit(donate_argnums=(0, 1))
+    def step(model: nnx.Module, optimizer: nnx.Optimizer, batch: DpoBatch) -> dict[str, jax.Array]:
+        def objective(m: nnx.Module) -> tuple[jax.Array, PreferenceLoss]:
+            out = _loss(token_logprobs(m(batch["inputs"]), batch["targets"]), batch, beta)
+            return out.loss, out
+
+        out, update = descend(model, optimizer, wrt, objective)
+        return {**update, "margin": out.margin, "accuracy": out.accuracy}
+
+    return step
+
+
+@nnx.jit(static_argnames="beta")
+def _held_out(model: Decoder, batch: DpoBatch, beta: float) -> PreferenceLoss:
+    return _loss(token_logprobs(model(batch["inputs"]), batch["targets"]), batch, beta)
+
+
+class DpoTrainer:
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        model: Decoder,
+        optimizer: nnx.Optimizer,
+        tokenizer: Tokenizer,
+        wrt: type[nnx.Variable],
+    ) -> None:
+        a = cfg.algorithm
+        assert a.pairs is not None  # checked by AlgorithmConfig
+        self.model, self.optimizer, self.beta = model, optimizer, a.beta
+        self.per_step, self.pad_id = a.prompts_per_step, tokenizer.eos_id
+        encoded = encode_pairs(read_pairs(a.pairs), tokenizer)
+        held = np.random.default_rng([cfg.seed, 1]).permutation(len(encoded))
+        n_valid = int(round(a.valid_fraction * len(encoded)))
+        self.valid = [encoded[i] for i in sorted(held[:n_valid])]
+        self.train = [encoded[i] for i in sorted(held[n_valid:])]
+        if not self.train:
+            raise ConfigError(f"algorithm.pairs={a.pairs}: no pair is left to train on")
+        self.width = cfg.trainer.seq_len
+        longest = max(max(len(p.chosen), len(p.rejected)) for p in encoded)
+        if longest - 1 > self.width:
+            raise ConfigError(
+                f"invalid config value trainer.seq_len={self.width}: the longest pair of "
+                f"{a.pairs} renders to {longest} tokens"
+            )
+        self.order = PromptOrder(len(self.train), cfg.seed)
+        self.reference = Reference(model, lora=cfg.model.lora.rank > 0)
+        self._step = make_dpo_step(wrt, beta=a.beta)
+
+    def _device_batch(self, pairs: list[EncodedPair]) -> tuple[DpoBatch, PairBatch]:
+        host = pair_batch(pairs, width=self.width, pad_id=self.pad_id)
+        inputs, targets = jnp.asarray(host.inputs), jnp.asarray(host.targets)
+        batch = {
+            "inputs": inputs,
+            "targets": targets,
+            "mask": jnp.asarray(host.mask),
+            "ref_logp": self.reference.logprobs(inputs, targets),
+        }
+        return batch, host
+
+    def step(self, n: int) -> StepResult:
+        batch, host = self._device_batch([self.train[i] for i in self.order.take(self.per_step)])
+        out = jax.device_get(self._step(self.model, self.optimizer, batch))
+        metrics = {
+            "loss": float(out["loss"]),
+            "grad_norm": float(out["grad_norm"]),
+            "finite": bool(out["finite"]),
+            "dpo/accuracy": float(out["accuracy"]),
+            "dpo/margin": float(out["margin"]),
+        }
+        return StepResult(metrics, host.tokens)
+
+    def evaluate(self) -> dict[str, float]:
+        """Loss, preference accuracy and margin over the held-out pairs (pair-weighted)."""
+        if not self.valid:
+            return {}
+        sums = np.zeros(3)
+        for start in range(0, len(self.valid), self.per_step):
+            chunk = self.valid[start : start + self.per_step]
+            batch, _ = self._device_batch(chunk)
+            out = jax.device_get(_held_out(self.model, batch, self.beta))
+            sums += len(chunk) * np.array([out.loss, out.accuracy, out.margin], np.float64)
+        loss, accuracy, margin = sums / len(self.valid)
+        return {"dpo/valid_loss": loss, "dpo/valid_accuracy": accuracy, "dpo/valid_margin": margin}
+
+    def start_reference(self, ck: Checkpointer | None) -> None:
+        self.reference.start(ck)
+
+    def restore_reference(self, ck: Checkpointer) -> None:
+        self.reference.restore(ck)
+
+    def state(self) -> dict[str, int]:
+        return self.order.state()
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.order.restore(state)

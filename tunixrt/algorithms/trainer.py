@@ -1,0 +1,33 @@
+"""What the training loop asks of a post-training algorithm (algorithm=grpo, dpo): one
+optimizer step at a time, its own resume state and reference, and held-out metrics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from tunixrt.checkpoint import Checkpointer
+
+
+@dataclass
+class StepResult:
+    metrics: dict[str, Any]  # loss, grad_norm, finite, and the algorithm's own scalars
+    tokens: int  # tokens trained on (in the loss)
+
+
+class AlgorithmStep(Protocol):
+    def step(self, n: int) -> StepResult:
+        """Optimizer step n (1-based): its data depends on n and the saved state only."""
+        ...
+
+    def state(self) -> dict[str, int]: ...  # saved in every checkpoint's meta
+
+    def restore(self, state: dict[str, Any]) -> None: ...
+
+    def start_reference(self, ck: Checkpointer | None) -> None: ...  # a fresh start
+
+    def restore_reference(self, ck: Checkpointer) -> None: ...  # a resume
+
+    def evaluate(self) -> dict[str, float]:
+        """Held-out metrics, at the loop's eval cadence ({} when there are none)."""
+        ...

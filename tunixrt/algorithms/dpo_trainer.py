@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -26,9 +25,8 @@ from tunixrt.algorithms.preferences import (
 )
 from tunixrt.algorithms.prompts import PromptOrder
 from tunixrt.algorithms.reference import Reference
-from tunixrt.algorithms.trainer import StepResult
+from tunixrt.algorithms.trainer import OrderedStep, StepResult
 from tunixrt.algorithms.update import descend
-from tunixrt.checkpoint import Checkpointer
 from tunixrt.config import ConfigError, TrainConfig
 from tunixrt.evaluation.generate import Tokenizer
 from tunixrt.models import Decoder
@@ -72,7 +70,7 @@ def _held_out(model: Decoder, batch: DpoBatch, beta: float) -> PreferenceLoss:
     return _loss(token_logprobs(model(batch["inputs"]), batch["targets"]), batch, beta)
 
 
-class DpoTrainer:
+class DpoTrainer(OrderedStep):
     def __init__(
         self,
         cfg: TrainConfig,
@@ -100,7 +98,8 @@ class DpoTrainer:
                 f"{a.pairs} renders to {longest} tokens"
             )
         self.order = PromptOrder(len(self.train), cfg.seed)
-        self.reference = Reference(model, lora=cfg.model.lora.rank > 0)
+        # DPO always has a reference: its implicit reward is measured against it
+        self.start = self.reference = Reference(model, lora=cfg.model.lora.rank > 0)
         self._step = make_dpo_step(wrt, beta=a.beta)
 
     def _device_batch(self, pairs: list[EncodedPair]) -> tuple[DpoBatch, PairBatch]:
@@ -110,7 +109,7 @@ class DpoTrainer:
             "inputs": inputs,
             "targets": targets,
             "mask": jnp.asarray(host.mask),
-            "ref_logp": self.reference.logprobs(inputs, targets),
+            "ref_logp": self.start.logprobs(inputs, targets),
         }
         return batch, host
 
@@ -138,15 +137,3 @@ class DpoTrainer:
             sums += len(chunk) * np.array([out.loss, out.accuracy, out.margin], np.float64)
         loss, accuracy, margin = sums / len(self.valid)
         return {"dpo/valid_loss": loss, "dpo/valid_accuracy": accuracy, "dpo/valid_margin": margin}
-
-    def start_reference(self, ck: Checkpointer | None) -> None:
-        self.reference.start(ck)
-
-    def restore_reference(self, ck: Checkpointer) -> None:
-        self.reference.restore(ck)
-
-    def state(self) -> dict[str, int]:
-        return self.order.state()
-
-    def restore(self, state: dict[str, Any]) -> None:
-        self.order.restore(state)

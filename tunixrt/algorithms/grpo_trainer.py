@@ -11,7 +11,6 @@ exactly what it would have sampled without the stop.
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -24,15 +23,14 @@ from tunixrt.algorithms.prompts import PromptOrder, prompt_items
 from tunixrt.algorithms.reference import Reference
 from tunixrt.algorithms.rewards import Sample, correct, score_samples
 from tunixrt.algorithms.rollout import Rollout, completion_batch, sample_groups
-from tunixrt.algorithms.trainer import StepResult
-from tunixrt.checkpoint import Checkpointer
+from tunixrt.algorithms.trainer import OrderedStep, StepResult
 from tunixrt.config import AlgorithmConfig, ConfigError, TrainConfig
 from tunixrt.evaluation.generate import Tokenizer, decode_completion, prompt_ids
 from tunixrt.evaluation.scoring import EvalItem
 from tunixrt.models import Decoder
 
 
-class GrpoTrainer:
+class GrpoTrainer(OrderedStep):
     """GRPO's state beside the model and optimizer: the prompts, their order and the
     reference. `step(n)` runs optimizer step n (and the iterations after it)."""
 
@@ -57,16 +55,6 @@ class GrpoTrainer:
         self._step: PolicyStep = make_policy_step(
             wrt, eps_low=self.a.eps_low, eps_high=self.a.eps_high, beta=self.a.beta
         )
-
-    # ------------------------------------------------------------------ reference
-
-    def start_reference(self, ck: Checkpointer | None) -> None:
-        if self.reference is not None:
-            self.reference.start(ck)
-
-    def restore_reference(self, ck: Checkpointer) -> None:
-        if self.reference is not None:
-            self.reference.restore(ck)
 
     # ------------------------------------------------------------------ the step
 
@@ -153,14 +141,6 @@ class GrpoTrainer:
                 f"of {source} ({longest} tokens) plus algorithm.max_new_tokens="
                 f"{self.a.max_new_tokens} needs {need}"
             )
-
-    # ------------------------------------------------------------------ resume
-
-    def state(self) -> dict[str, int]:
-        return self.order.state()
-
-    def restore(self, state: dict[str, Any]) -> None:
-        self.order.restore(state)
 
     def evaluate(self) -> dict[str, float]:
         return {}  # held-out accuracy is the answer evaluation's (eval.*)

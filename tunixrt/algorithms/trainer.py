@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from tunixrt.algorithms.prompts import PromptOrder
+from tunixrt.algorithms.reference import Reference
 from tunixrt.checkpoint import Checkpointer
 
 
@@ -31,3 +33,25 @@ class AlgorithmStep(Protocol):
     def evaluate(self) -> dict[str, float]:
         """Held-out metrics, at the loop's eval cadence ({} when there are none)."""
         ...
+
+
+class OrderedStep:
+    """What GRPO and DPO share: an order over their items (prompts, pairs), saved with
+    each checkpoint, and an optional reference (None: the algorithm needs none)."""
+
+    order: PromptOrder
+    reference: Reference | None
+
+    def start_reference(self, ck: Checkpointer | None) -> None:
+        if self.reference is not None:
+            self.reference.start(ck)
+
+    def restore_reference(self, ck: Checkpointer) -> None:
+        if self.reference is not None:
+            self.reference.restore(ck)
+
+    def state(self) -> dict[str, int]:
+        return self.order.state()
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.order.restore(state)

@@ -57,7 +57,7 @@ class LoRAConfig:
 class ModelConfig:
     """A decoder trained from scratch (every key below), or a pretrained Hugging Face
     checkpoint (`path`; its config.json decides the architecture, and of the keys below
-    only `family`, `remat`, `attention` and `lora` apply). The layout keys are those of
+    only `family`, `remat`, `scan_layers`, `attention` and `lora` apply). The layout keys are those of
     `tunixrt.models.decoder.DecoderConfig`, which is derived from this; the defaults give
     the Llama layout."""
 
@@ -69,6 +69,12 @@ class ModelConfig:
     # Hugging Face model_type `tunixrt export` writes (null: llama).
     family: str | None = None
     remat: bool = False  # recompute activations in the backward pass: less memory, more time
+    # Trace and compile the layer stack as one scanned layer (one period of layers with
+    # Gemma 2's alternating windows) instead of n_layers copies, for a stacked copy of the
+    # layer weights and their gradients each step. A smaller program, not always a faster
+    # compile: on XLA:CPU it is not (README). Training and scoring only; generation's
+    # cached decode (`Decoder.extend`) runs the layers unrolled.
+    scan_layers: bool = False
     # How attention computes; fused cannot express attn_softcap, which auto then leaves
     # to the reference einsums
     attention: AttentionImpl = AttentionImpl.auto

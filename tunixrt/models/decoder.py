@@ -6,8 +6,9 @@ names the family that needs it. `tunixrt.models.hf` maps Hugging Face configs an
 tensors onto this layout.
 
 Reads top-down: the blocks (norm, attention with its KV cache, MLP, residual block),
-then the model. The config and its analytic size/cost live in `decoder_config.py`,
-rotary embeddings and attention masks in `positions.py`; both are re-exported here.
+the layer stack as one scan (`DecoderConfig.scan_layers`), then the model. The config
+and its analytic size/cost live in `decoder_config.py`, rotary embeddings and attention
+masks in `positions.py`; both are re-exported here.
 
 Shape letters in comments: b batch, s / q / k sequence (query / key), d model width,
 h query heads, g kv heads, e head width, f MLP hidden width, v vocabulary.
@@ -16,6 +17,7 @@ h query heads, g kv heads, e head width, f MLP hidden width, v vocabulary.
 from __future__ import annotations
 
 import functools
+import logging
 import math
 from collections.abc import Callable
 from typing import NamedTuple
@@ -47,6 +49,8 @@ __all__ = [
     "rope_angles",
     "rope_inv_freq",
 ]
+
+log = logging.getLogger(__name__)
 
 _ACTIVATIONS: dict[Activation, Callable[[jax.Array], jax.Array]] = {
     Activation.silu: jax.nn.silu,
@@ -296,6 +300,76 @@ def _remat_block(
     return block(x, rope, segment_ids)
 
 
+# ----------------------------------------------------------------------- scanned stack
+
+
+_LayerKind = tuple[nnx.GraphDef[Block], tuple[tuple[tuple[int, ...], jnp.dtype], ...]]
+
+
+def _layer_kind(block: Block) -> _LayerKind:
+    """What must match for two blocks to share a scanned body: the module structure
+    with its static fields (the window, LoRA adapters), and every weight's shape and dtype."""
+    graphdef, state = nnx.split(block)
+    return graphdef, tuple((leaf.shape, leaf.dtype) for leaf in jax.tree.leaves(state))
+
+
+def scan_period(layers: list[Block]) -> int | None:
+    """The smallest p dividing n_layers, and less than it (unless there is one layer),
+    such that every layer i is built like layer i + p (1: all alike; 2: Gemma 2's
+    alternating windows); None if there is none."""
+    kinds = [_layer_kind(layer) for layer in layers]
+    n = len(kinds)
+    for p in range(1, max(n, 2)):  # one layer: a scan of one step
+        if n % p == 0 and all(kinds[i] == kinds[i + p] for i in range(n - p)):
+            return p
+    labels = {kind: chr(ord("A") + i) for i, kind in enumerate(dict.fromkeys(kinds))}
+    _log_once(
+        f"model.scan_layers: the layer kinds {''.join(labels[k] for k in kinds)} repeat with "
+        f"no period shorter than the {n} layers that divides them; the layers run unrolled"
+    )
+    return None
+
+
+@functools.cache
+def _log_once(message: str) -> None:
+    log.info(message)
+
+
+def _scanned(
+    layers: list[Block],
+    period: int,
+    x: jax.Array,
+    rope: Rope,
+    segment_ids: jax.Array | None,
+    *,
+    remat: bool,
+) -> jax.Array:
+    """x [b, s, d] through the layers as n_layers / period steps of one jax.lax.scan,
+    each step running `period` consecutive layers: one compiled body, not n_layers.
+
+    Step j runs layers j * period + k for k < period, layer j * period + k with row j of
+    a stack [n_layers / period, ...] of the weights of the layers at offset k, built
+    here from the layers' own Params, so gradients flow back through the stack to each
+    layer's weights. With remat a step keeps only its input x for the backward pass,
+    as `_remat_block` does.
+    """
+    graphdefs, stacks = [], []
+    for k in range(period):
+        split = [nnx.split(layer) for layer in layers[k::period]]
+        graphdefs.append(split[0][0])
+        stacks.append(jax.tree.map(lambda *w: jnp.stack(w), *(state for _, state in split)))
+
+    def step(x: jax.Array, weights: list[nnx.State]) -> tuple[jax.Array, None]:
+        for graphdef, w in zip(graphdefs, weights, strict=True):
+            x = nnx.merge(graphdef, w)(x, rope, segment_ids)
+        return x, None
+
+    if remat:
+        step = jax.checkpoint(step, prevent_cse=False)  # a scan keeps steps apart already
+    x, _ = jax.lax.scan(step, x, stacks)
+    return x
+
+
 # ---------------------------------------------------------------------------- model
 
 
@@ -347,7 +421,11 @@ class Decoder(nnx.Module):
         if positions is None:
             positions = jnp.broadcast_to(jnp.arange(s, dtype=jnp.int32), (b, s))
         x, rope = self._inputs(tokens, positions)
-        for layer in self.layers:
+        layers = list(self.layers)
+        period = scan_period(layers) if cfg.scan_layers else None
+        if period is not None:
+            return self.final_norm(_scanned(layers, period, x, rope, segment_ids, remat=cfg.remat))
+        for layer in layers:
             if cfg.remat:
                 x = _remat_block(layer, x, rope, segment_ids)
             else:

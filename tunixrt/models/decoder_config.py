@@ -40,6 +40,7 @@ class DecoderConfig:
     param_dtype: str = "float32"  # storage dtype of parameters
     init_std: float = 0.02
     remat: bool = False  # recompute each block's activations in the backward pass
+    scan_layers: bool = False  # hidden_states runs the layers as one scan (extend: unrolled)
     attention: AttentionImpl = AttentionImpl.auto  # fused, reference, or fused where it can
 
     # Family switches. The defaults give the Llama layout.

@@ -1,5 +1,6 @@
 """Build the model a config asks for: a decoder trained from scratch, or a pretrained
-Hugging Face checkpoint; then LoRA adapters and remat, placed on the device mesh."""
+Hugging Face checkpoint; then LoRA adapters, remat and scanned layers, placed on the
+device mesh."""
 
 from __future__ import annotations
 
@@ -70,8 +71,8 @@ def _pretrained(
             f"{cfg.path}: the tokenizer has {vocab_size} ids but the model "
             f"embeds only {model.cfg.vocab_size}"
         )
-    if cfg.remat:
-        model.cfg = dataclasses.replace(model.cfg, remat=True)
+    # How the layers run, not what they hold: these apply to a checkpoint's model too.
+    model.cfg = dataclasses.replace(model.cfg, remat=cfg.remat, scan_layers=cfg.scan_layers)
     return model
 
 

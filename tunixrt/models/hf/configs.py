@@ -38,7 +38,7 @@ _ACTIVATIONS = {
 _HF_ACTIVATION = {"silu": "silu", "gelu": "gelu", "gelu_tanh": "gelu_pytorch_tanh"}
 
 # Fields that say how to compute, not what the checkpoint holds; never compared on export.
-_RUNTIME_FIELDS = ("dtype", "param_dtype", "init_std", "remat", "attention")
+_RUNTIME_FIELDS = ("dtype", "param_dtype", "init_std", "remat", "scan_layers", "attention")
 
 
 class CheckpointError(InputError, ValueError):

@@ -21,7 +21,7 @@ from tunixrt.algorithms.dpo import dpo_loss
 from tunixrt.algorithms.preferences import encode_pairs, pair_batch, read_pairs
 from tunixrt.algorithms.reference import REFERENCE_FOLDER
 from tunixrt.checkpoint import Checkpointer
-from tunixrt.config import ConfigError, validate
+from tunixrt.config import validate
 from tunixrt.data import DataError
 from tunixrt.data.tokenize import TextTokenizer
 from tunixrt.export import load_model
@@ -137,11 +137,6 @@ def test_a_bad_pair_names_its_file_and_line(tmp_path):
     path = write_jsonl(tmp_path / "p.jsonl", [sums(1, 0)[0], {"prompt": "x", "chosen": "y"}])
     with pytest.raises(DataError, match=rf"{path}:2: key 'rejected' must be a non-empty string"):
         read_pairs(str(path))
-
-
-def test_dpo_needs_its_pairs():
-    with pytest.raises(ConfigError, match="algorithm.pairs"):
-        validate(compose_train(["algorithm=dpo"]))
 
 
 def test_the_reference_is_the_start_and_the_policy_moves(pairs, jax_cache, tmp_path):

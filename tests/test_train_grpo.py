@@ -17,10 +17,10 @@ from tests.helpers.config import compose_train
 from tests.helpers.data import addition_traces, write_jsonl
 from tests.helpers.tensorboard import read_scalars
 from tests.test_train_registry import history
-from tunixrt.algorithms.grpo_trainer import row_width, step_seed
 from tunixrt.algorithms.prompts import PromptOrder
 from tunixrt.algorithms.reference import REFERENCE_FOLDER
-from tunixrt.algorithms.rollout import Rollout
+from tunixrt.algorithms.rollout import Rollout, row_width
+from tunixrt.algorithms.sampling import step_seed
 from tunixrt.checkpoint import Checkpointer
 from tunixrt.config import ConfigError, validate
 from tunixrt.export import load_model

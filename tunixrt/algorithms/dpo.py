@@ -4,9 +4,10 @@ completion of each prompt,
 
     loss = -log sigmoid(beta * ((pi_c - ref_c) - (pi_r - ref_r)))
 
-averaged over pairs. The implicit rewards beta * (pi - ref) give the metrics: their
-margin (chosen minus rejected) and the share of pairs where the chosen one's is higher
-(preference accuracy)."""
+averaged over pairs (over the pairs weighted 1, where a batch is padded to a fixed
+number of pairs with pairs weighted 0). The implicit rewards beta * (pi - ref) give the
+metrics: their margin (chosen minus rejected) and the share of pairs where the chosen
+one's is higher (preference accuracy)."""
 
 from __future__ import annotations
 
@@ -30,15 +31,24 @@ def dpo_loss(
     ref_rejected: jax.Array,
     *,
     beta: float = 0.1,
+    weights: jax.Array | None = None,
 ) -> PreferenceLoss:
     """Each argument [pairs]: summed log-probs of a completion under the policy or the
-    reference."""
+    reference; `weights` [pairs]: 1 for a pair, 0 for padding (None: every pair counts).
+    With no pair weighted, the loss, margin and accuracy are 0."""
     reward_chosen = beta * (chosen - ref_chosen)
     reward_rejected = beta * (rejected - ref_rejected)
     margin = reward_chosen - reward_rejected
-    loss = -jnp.mean(jax.nn.log_sigmoid(margin))
-    accuracy = jnp.mean((margin > 0).astype(jnp.float32))
-    return PreferenceLoss(loss, jnp.mean(margin), accuracy)
+    if weights is None:
+        weights = jnp.ones_like(margin)
+    count = jnp.maximum(jnp.sum(weights), 1.0)
+
+    def mean(x: jax.Array) -> jax.Array:
+        return jnp.sum(x * weights) / count
+
+    loss = mean(-jax.nn.log_sigmoid(margin))
+    accuracy = mean((margin > 0).astype(jnp.float32))
+    return PreferenceLoss(loss, mean(margin), accuracy)
 
 
 jax.tree_util.register_dataclass(

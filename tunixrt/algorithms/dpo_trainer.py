@@ -1,13 +1,16 @@
-"""One DPO step of the training loop (algorithm=dpo): take `prompts_per_step` pairs of
-algorithm.pairs, score the chosen and the rejected completion under the policy and the
+"""DPO steps of the training loop (algorithm=dpo). `DpoSteps` is what every DPO step
+does: score a batch of pairs' chosen and rejected completions under the policy and the
 reference (the starting weights, tunixrt.algorithms.reference), and step on DPO's loss
-(tunixrt.algorithms.dpo). A held-out share of the pairs gives the preference accuracy
-and margin at every evaluation. The pair order is saved with each checkpoint."""
+(tunixrt.algorithms.dpo). `DpoTrainer` takes its pairs from algorithm.pairs,
+`prompts_per_step` a step; a held-out share of them gives the preference accuracy and
+margin at every evaluation, and the pair order is saved with each checkpoint. Pairs
+sampled on policy instead (algorithm.pairs=null) are tunixrt.algorithms.dpo_online's."""
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -31,7 +34,8 @@ from tunixrt.config import ConfigError, TrainConfig
 from tunixrt.evaluation.generate import Tokenizer
 from tunixrt.models import Decoder
 
-# inputs, targets [2 * pairs, width] int32; mask, ref_logp [2 * pairs, width] float32
+# inputs, targets [2 * pairs, width] int32; mask, ref_logp [2 * pairs, width] float32;
+# weights [pairs] float32 (0: a padding pair)
 DpoBatch = dict[str, jax.Array]
 DpoStep = Callable[[nnx.Module, nnx.Optimizer, DpoBatch], dict[str, jax.Array]]
 
@@ -46,7 +50,7 @@ def _split(logp: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
 def _loss(logp: jax.Array, batch: DpoBatch, beta: float) -> PreferenceLoss:
     chosen, rejected = _split(logp, batch["mask"])
     ref_chosen, ref_rejected = _split(batch["ref_logp"], batch["mask"])
-    return dpo_loss(chosen, rejected, ref_chosen, ref_rejected, beta=beta)
+    return dpo_loss(chosen, rejected, ref_chosen, ref_rejected, beta=beta, weights=batch["weights"])
 
 
 @functools.cache
@@ -70,7 +74,10 @@ def _held_out(model: Decoder, batch: DpoBatch, beta: float) -> PreferenceLoss:
     return _loss(token_logprobs(model(batch["inputs"]), batch["targets"]), batch, beta)
 
 
-class DpoTrainer(OrderedStep):
+class DpoSteps(OrderedStep):
+    """DPO's state beside the model and optimizer, whatever the pairs' source: the
+    reference and the compiled step. Subclasses give the pairs and their order."""
+
     def __init__(
         self,
         cfg: TrainConfig,
@@ -80,9 +87,48 @@ class DpoTrainer(OrderedStep):
         wrt: type[nnx.Variable],
     ) -> None:
         a = cfg.algorithm
-        assert a.pairs is not None  # checked by AlgorithmConfig
         self.model, self.optimizer, self.beta = model, optimizer, a.beta
         self.per_step, self.pad_id = a.prompts_per_step, tokenizer.eos_id
+        # DPO always has a reference: its implicit reward is measured against it
+        self.start = self.reference = Reference(model, lora=cfg.model.lora.rank > 0)
+        self._step = make_dpo_step(wrt, beta=a.beta)
+
+    def _device_batch(self, host: PairBatch) -> DpoBatch:
+        inputs, targets = jnp.asarray(host.inputs), jnp.asarray(host.targets)
+        return {
+            "inputs": inputs,
+            "targets": targets,
+            "mask": jnp.asarray(host.mask),
+            "weights": jnp.asarray(host.weights),
+            "ref_logp": self.start.logprobs(inputs, targets),
+        }
+
+    def _train(self, host: PairBatch) -> dict[str, Any]:
+        """One optimizer step on the batch's pairs: the loop's metrics and DPO's own."""
+        out = jax.device_get(self._step(self.model, self.optimizer, self._device_batch(host)))
+        return {
+            "loss": float(out["loss"]),
+            "grad_norm": float(out["grad_norm"]),
+            "finite": bool(out["finite"]),
+            "dpo/accuracy": float(out["accuracy"]),
+            "dpo/margin": float(out["margin"]),
+        }
+
+
+class DpoTrainer(DpoSteps):
+    """DPO on the pairs of algorithm.pairs, less a held-out share for evaluation."""
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        model: Decoder,
+        optimizer: nnx.Optimizer,
+        tokenizer: Tokenizer,
+        wrt: type[nnx.Variable],
+    ) -> None:
+        super().__init__(cfg, model, optimizer, tokenizer, wrt)
+        a = cfg.algorithm
+        assert a.pairs is not None  # the on-policy source is OnPolicyDpoTrainer's
         encoded = encode_pairs(read_pairs(a.pairs), tokenizer)
         held = np.random.default_rng([cfg.seed, 1]).permutation(len(encoded))
         n_valid = int(round(a.valid_fraction * len(encoded)))
@@ -98,32 +144,14 @@ class DpoTrainer(OrderedStep):
                 f"{a.pairs} renders to {longest} tokens"
             )
         self.order = PromptOrder(len(self.train), cfg.seed)
-        # DPO always has a reference: its implicit reward is measured against it
-        self.start = self.reference = Reference(model, lora=cfg.model.lora.rank > 0)
-        self._step = make_dpo_step(wrt, beta=a.beta)
 
-    def _device_batch(self, pairs: list[EncodedPair]) -> tuple[DpoBatch, PairBatch]:
-        host = pair_batch(pairs, width=self.width, pad_id=self.pad_id)
-        inputs, targets = jnp.asarray(host.inputs), jnp.asarray(host.targets)
-        batch = {
-            "inputs": inputs,
-            "targets": targets,
-            "mask": jnp.asarray(host.mask),
-            "ref_logp": self.start.logprobs(inputs, targets),
-        }
-        return batch, host
+    def _pairs(self, pairs: list[EncodedPair]) -> PairBatch:
+        """A batch of `prompts_per_step` pairs (fewer padded): one shape a run."""
+        return pair_batch(pairs, width=self.width, pad_id=self.pad_id, count=self.per_step)
 
     def step(self, n: int) -> StepResult:
-        batch, host = self._device_batch([self.train[i] for i in self.order.take(self.per_step)])
-        out = jax.device_get(self._step(self.model, self.optimizer, batch))
-        metrics = {
-            "loss": float(out["loss"]),
-            "grad_norm": float(out["grad_norm"]),
-            "finite": bool(out["finite"]),
-            "dpo/accuracy": float(out["accuracy"]),
-            "dpo/margin": float(out["margin"]),
-        }
-        return StepResult(metrics, host.tokens)
+        host = self._pairs([self.train[i] for i in self.order.take(self.per_step)])
+        return StepResult(self._train(host), host.tokens)
 
     def evaluate(self) -> dict[str, float]:
         """Loss, preference accuracy and margin over the held-out pairs (pair-weighted)."""
@@ -132,7 +160,7 @@ class DpoTrainer(OrderedStep):
         sums = np.zeros(3)
         for start in range(0, len(self.valid), self.per_step):
             chunk = self.valid[start : start + self.per_step]
-            batch, _ = self._device_batch(chunk)
+            batch = self._device_batch(self._pairs(chunk))
             out = jax.device_get(_held_out(self.model, batch, self.beta))
             sums += len(chunk) * np.array([out.loss, out.accuracy, out.margin], np.float64)
         loss, accuracy, margin = sums / len(self.valid)

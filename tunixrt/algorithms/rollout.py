@@ -5,7 +5,9 @@ cache generator of tunixrt.evaluation, compiled once per shape bucket), so the s
 of a group differ only by the random draws. `completion_batch` turns prompts and their
 completions into fixed-shape arrays: each row is prompt + completion (+ EOS when the
 completion ended by itself), right-padded to `seq_len`, with the targets shifted by one
-and a mask on the completion's targets only, so the prompt never enters the loss.
+and a mask on the completion's targets only, so the prompt never enters the loss. Row
+lengths are rounded up to a multiple of ROW_MULTIPLE (`bucket_width`), so a run compiles
+its step for a few shapes only.
 """
 
 from __future__ import annotations
@@ -27,6 +29,11 @@ class Rollout:
     completions: list[list[int]]  # the new ids of each row, EOS excluded
     finished: list[bool]  # whether the row ended with EOS before max_new_tokens
     group_size: int
+
+    def tokens(self, row: int, eos_id: int) -> list[int]:
+        """Row `row` as trained on: prompt + completion, + EOS when it ended by itself."""
+        done = [eos_id] if self.finished[row] else []
+        return [*self.prompts[row], *self.completions[row], *done]
 
 
 def sample_groups(
@@ -78,11 +85,8 @@ def completion_batch(
     targets = np.full((n, seq_len), pad_id, np.int32)
     mask = np.zeros((n, seq_len), np.float32)
     lengths = np.zeros(n, np.int32)
-    for row, (prompt, new, done) in enumerate(
-        zip(rollout.prompts, rollout.completions, rollout.finished, strict=True)
-    ):
-        completion = [*new, eos_id] if done else list(new)
-        tokens = [*prompt, *completion]
+    for row, prompt in enumerate(rollout.prompts):
+        tokens = rollout.tokens(row, eos_id)
         if len(tokens) - 1 > seq_len:
             raise ValueError(
                 f"row {row} holds {len(tokens)} tokens: more than seq_len + 1 = {seq_len + 1}"
@@ -91,8 +95,25 @@ def completion_batch(
         targets[row, : len(tokens) - 1] = tokens[1:]
         # target t is token t + 1: the completion's targets start at len(prompt) - 1
         mask[row, len(prompt) - 1 : len(tokens) - 1] = 1.0
-        lengths[row] = len(completion)
+        lengths[row] = len(tokens) - len(prompt)
     return CompletionBatch(inputs, targets, mask, lengths)
+
+
+ROW_MULTIPLE = 64  # rows are padded to a multiple of this: few shapes, few compilations
+
+
+def bucket_width(longest: int, seq_len: int) -> int:
+    """The row length for sequences of at most `longest` tokens: less the one token no
+    row predicts from, rounded up to ROW_MULTIPLE (at least one multiple), at most
+    seq_len."""
+    return min(seq_len, max(1, -(-(longest - 1) // ROW_MULTIPLE)) * ROW_MULTIPLE)
+
+
+def row_width(rollout: Rollout, seq_len: int) -> int:
+    """The row length of a rollout's batch: its longest prompt + completion (+ EOS),
+    bucketed (`bucket_width`)."""
+    pairs = zip(rollout.prompts, rollout.completions, strict=True)
+    return bucket_width(max(len(p) + len(c) + 1 for p, c in pairs), seq_len)
 
 
 def completion_logprobs(model: Decoder, batch: CompletionBatch) -> jax.Array:

@@ -29,23 +29,27 @@ REWARD_NAMES = ("correct", "format", "length")
 
 @dataclass
 class AlgorithmConfig:
-    """What training optimises: `sft` (the dataset's traces, next-token loss) or `grpo`
+    """What training optimises: `sft` (the dataset's traces, next-token loss), `grpo`
     (tunixrt.algorithms: completions sampled from the model for prompts with known
-    answers, rewarded, and reinforced group-relatively). The grpo keys are read only
-    when name=grpo."""
+    answers, rewarded, and reinforced group-relatively) or `dpo` (preference pairs from
+    `pairs`, or, with pairs=null, made on policy: completions sampled and rewarded as
+    for grpo, each group's best chosen over its worst). The keys below are read only by
+    the algorithms their comments name."""
 
     name: AlgorithmName = AlgorithmName.sft
     # dpo: a JSONL of {"prompt", "chosen", "rejected"}; valid_fraction of it is held out
-    # for the preference accuracy reported at each evaluation
+    # for the preference accuracy reported at each evaluation. null: pairs made on policy
+    # from the prompts, the sampling keys and the rewards below (nothing held out)
     pairs: str | None = None
     valid_fraction: float = 0.1
-    # grpo: prompts with expected answers: an eval JSONL or a trace JSONL; null: the training
-    # traces of the dataset (dataset.path, or dataset.generate's), within dataset.families
+    # grpo, and dpo without pairs: prompts with expected answers: an eval JSONL or a trace
+    # JSONL; null: the training traces of the dataset (dataset.path, or
+    # dataset.generate's), within dataset.families
     prompts: str | None = None
-    prompts_per_step: int = 8  # dpo: pairs per step
+    prompts_per_step: int = 8  # dpo: pairs per step (at most, without a pairs file)
     group_size: int = 8  # completions sampled per prompt
     iterations: int = (
-        1  # optimizer steps on each sampled batch (the ratio leaves 1 after the first)
+        1  # grpo: optimizer steps on each sampled batch (the ratio leaves 1 after the first)
     )
     max_new_tokens: int = 128
     temperature: float = 1.0
@@ -57,8 +61,9 @@ class AlgorithmConfig:
     # scale of the implicit reward beta * (log pi - log ref)
     beta: float = 0.04
     advantage_scale: AdvantageScale = AdvantageScale.group
-    # reward name -> weight; correct: the eval scorer's verdict, format: the completion
-    # ended and marked its answer, length: soft penalty over the last length_buffer tokens
+    # reward name -> weight (grpo; dpo without pairs ranks its samples by it); correct:
+    # the eval scorer's verdict, format: the completion ended and marked its answer,
+    # length: soft penalty over the last length_buffer tokens
     rewards: dict[str, float] = field(default_factory=_default_rewards)
     length_buffer: int = 32
 
@@ -104,5 +109,10 @@ class AlgorithmConfig:
             "a number in [0, 1)",
         )
         if self.name is AlgorithmName.dpo:
-            _require(self.pairs is not None, "algorithm.pairs", self.pairs, "a JSONL file of pairs")
             _require(self.beta > 0, "algorithm.beta", self.beta, "a number > 0 for dpo")
+            _require(
+                self.pairs is not None or self.group_size >= 2,
+                "algorithm.group_size",
+                self.group_size,
+                "at least 2 for dpo with pairs made on policy (algorithm.pairs=null)",
+            )

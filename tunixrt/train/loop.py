@@ -157,6 +157,8 @@ _SHOWN = (
     "grpo/sampled_tokens_per_sec",
     "dpo/accuracy",
     "dpo/margin",
+    "dpo/pairs",
+    "dpo/sample_reward",
 )
 
 

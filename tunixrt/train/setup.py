@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import optax
 from flax import nnx
 from jax.sharding import NamedSharding
 
+from tunixrt.algorithms.dpo_online import OnPolicyDpoTrainer
 from tunixrt.algorithms.dpo_trainer import DpoTrainer
 from tunixrt.algorithms.grpo_trainer import GrpoTrainer
 from tunixrt.algorithms.trainer import AlgorithmStep
@@ -126,9 +128,15 @@ def setup(
     algorithm: AlgorithmStep | None = None
     if cfg.algorithm.name is not AlgorithmName.sft:
         _check_one_device(devices, cfg.algorithm.name)
-        kind = GrpoTrainer if cfg.algorithm.name is AlgorithmName.grpo else DpoTrainer
-        algorithm = kind(cfg, model, optimizer, data.tokenizer, wrt)
+        algorithm = _algorithm_step(cfg)(cfg, model, optimizer, data.tokenizer, wrt)
     return Setup(cfg, devices, data, model, optimizer, schedule, step, answers, algorithm)
+
+
+def _algorithm_step(cfg: TrainConfig) -> Callable[..., AlgorithmStep]:
+    """GRPO's step; DPO's on algorithm.pairs, or on pairs sampled on policy without."""
+    if cfg.algorithm.name is AlgorithmName.grpo:
+        return GrpoTrainer
+    return DpoTrainer if cfg.algorithm.pairs is not None else OnPolicyDpoTrainer
 
 
 def _check_one_device(devices: Devices, name: str) -> None:

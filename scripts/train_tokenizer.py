@@ -1,7 +1,8 @@
 """Train the byte-level BPE tokenizer of a bundled dataset (datasets/dev-reasoning).
 
 Trains on train.jsonl and valid.jsonl, saves tokenizer.json and records it in the dataset's
-manifest.json. The training lives in tunixrt.data.synthetic.tokenizer.
+manifest.json. The training lives in tunixrt.data.synthetic.tokenizer. With --bytes, writes
+tokenizer-bytes.json instead: every byte one token, no merges (experiment=learn_check).
 
     python scripts/make_dataset.py && python scripts/train_tokenizer.py
 """
@@ -14,6 +15,8 @@ from pathlib import Path
 
 from tunixrt.data.schema import DataError
 from tunixrt.data.synthetic import train_tokenizer
+from tunixrt.data.synthetic.build import BYTE_TOKENIZER
+from tunixrt.data.synthetic.tokenizer import write_byte_tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -27,12 +30,21 @@ def main(argv: list[str] | None = None) -> int:
         help="dataset folder with train.jsonl, valid.jsonl and manifest.json",
     )
     parser.add_argument("--vocab-size", type=int, default=2048)
+    parser.add_argument(
+        "--bytes",
+        action="store_true",
+        help=f"write {BYTE_TOKENIZER}: one token per byte, no merges",
+    )
     args = parser.parse_args(argv)
+    name = BYTE_TOKENIZER if args.bytes else "tokenizer.json"
     try:
-        entry = train_tokenizer(args.data, args.vocab_size)
+        if args.bytes:
+            entry = write_byte_tokenizer(args.data)
+        else:
+            entry = train_tokenizer(args.data, args.vocab_size)
     except DataError as err:
         raise SystemExit(str(err)) from None
-    print(f"wrote {args.data / 'tokenizer.json'}: vocabulary {entry['vocab_size']}")
+    print(f"wrote {args.data / name}: vocabulary {entry['vocab_size']}")
     return 0
 
 

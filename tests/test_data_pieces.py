@@ -34,6 +34,12 @@ def bundled() -> Tokenizer:
 
 
 @pytest.fixture(scope="module")
+def byte_level() -> Tokenizer:
+    """The bundled tokenizer without merges (experiment=learn_check): one token a byte."""
+    return TextTokenizer.from_file(BUNDLED / "tokenizer-bytes.json")._tok
+
+
+@pytest.fixture(scope="module")
 def trained() -> Tokenizer:
     """A byte-level BPE trained on the random fragments, so that it has merges for runs of
     spaces, newlines and contractions (the bundled vocabulary has none for whitespace)."""
@@ -83,7 +89,13 @@ def test_the_trained_tokenizer_merges_whitespace(trained: Tokenizer) -> None:
 
 @pytest.mark.parametrize(
     "tokenizer, source",
-    [("bundled", "bundled data"), ("bundled", "random fragments"), ("trained", "random fragments")],
+    [
+        ("bundled", "bundled data"),
+        ("bundled", "random fragments"),
+        ("trained", "random fragments"),
+        ("byte_level", "bundled data"),
+        ("byte_level", "random fragments"),
+    ],
 )
 def test_ids_equal_the_tokenizers_own(
     request: pytest.FixtureRequest, tokenizer: str, source: str

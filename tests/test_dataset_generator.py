@@ -117,7 +117,13 @@ def test_manifest_matches_shipped_files(manifest: dict[str, Any]) -> None:
     assert manifest["key"] == "dev_reasoning"
     assert manifest["generator"] == "scripts/make_dataset.py"
     assert isinstance(manifest["seed"], int)
-    assert set(manifest["files"]) == {"train.jsonl", "valid.jsonl", "eval.jsonl", "tokenizer.json"}
+    assert set(manifest["files"]) == {
+        "train.jsonl",
+        "valid.jsonl",
+        "eval.jsonl",
+        "tokenizer.json",
+        "tokenizer-bytes.json",
+    }
     for name, entry in manifest["files"].items():
         path = DEV_DATA / name
         assert entry["sha256"] == sha256(path), f"{name}: sha256 differs from manifest"
@@ -422,3 +428,42 @@ def test_tokenizer_script_reproduces_the_shipped_tokenizer(tmp_path: Path) -> No
     made = json.loads((tmp_path / "manifest.json").read_text())
     shipped = json.loads((DEV_DATA / "manifest.json").read_text())
     assert made["files"]["tokenizer.json"] == shipped["files"]["tokenizer.json"]
+
+
+def test_the_byte_tokenizer_reads_one_byte_a_token(traces: list[dict[str, Any]]) -> None:
+    tokenizers = pytest.importorskip("tokenizers")
+    tok = tokenizers.Tokenizer.from_file(str(DEV_DATA / "tokenizer-bytes.json"))
+    assert [tok.token_to_id(t) for t in SPECIAL_TOKENS] == list(range(len(SPECIAL_TOKENS)))
+    assert tok.get_vocab_size(with_added_tokens=True) == len(SPECIAL_TOKENS) + 256
+    samples = ["Write 'koala' backwards.", "x = 3.5 * (-2)  \n\t", "é 日本 ½", ""]
+    samples += ["\n".join(s["content"] for s in r["steps"]) for r in traces[:50]]
+    for text in samples:
+        ids = tok.encode(text).ids
+        assert len(ids) == len(text.encode("utf-8")), text
+        assert tok.decode(ids) == text
+
+
+def test_byte_tokenizer_script_reproduces_the_shipped_one_and_rebuilds_keep_it(
+    tmp_path: Path,
+) -> None:
+    """scripts/train_tokenizer.py --bytes writes the shipped tokenizer-bytes.json and its
+    manifest entry; regenerating the dataset keeps that entry while the file is unchanged."""
+    for name in ("train.jsonl", "valid.jsonl", "eval.jsonl", "manifest.json"):
+        (tmp_path / name).write_bytes((DEV_DATA / name).read_bytes())
+    script = ROOT / "scripts" / "train_tokenizer.py"
+    subprocess.run(
+        [sys.executable, str(script), "--data", str(tmp_path), "--bytes"], check=True, cwd=ROOT
+    )
+    name = "tokenizer-bytes.json"
+    assert (tmp_path / name).read_bytes() == (DEV_DATA / name).read_bytes()
+    shipped = json.loads((DEV_DATA / "manifest.json").read_text())
+    assert (
+        json.loads((tmp_path / "manifest.json").read_text())["files"][name]
+        == (shipped["files"][name])
+    )
+    sizes = {n: shipped["files"][f"{n}.jsonl"]["records"] for n in ("train", "valid", "eval")}
+    rebuilt = build(tmp_path, shipped["seed"], sizes["train"], sizes["valid"], sizes["eval"])
+    assert rebuilt["files"][name] == shipped["files"][name]
+    (tmp_path / name).write_text("{}")
+    rebuilt = build(tmp_path, shipped["seed"], sizes["train"], sizes["valid"], sizes["eval"])
+    assert name not in rebuilt["files"]

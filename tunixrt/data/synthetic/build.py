@@ -43,6 +43,7 @@ DIFFICULTIES = ("easy", "medium", "hard")
 EVAL_SECTION = "in_distribution"
 MAX_ATTEMPTS = 2000  # draws per record before giving up on finding an unseen problem
 TOKENIZER_SOURCES = ("train.jsonl", "valid.jsonl")
+BYTE_TOKENIZER = "tokenizer-bytes.json"  # written by scripts/train_tokenizer.py --bytes
 
 # Sorted by name. The order decides which family fills which slot of a split, so changing
 # it changes the generated files.
@@ -222,6 +223,15 @@ def kept_tokenizer_entry(out: Path, files: dict[str, Any]) -> dict[str, Any] | N
     return entry if entry.get("trained_on") == trained_on else None
 
 
+def kept_byte_tokenizer_entry(out: Path) -> dict[str, Any] | None:
+    """The old manifest's entry of the byte tokenizer, if it still describes the file."""
+    manifest, tokenizer = out / "manifest.json", out / BYTE_TOKENIZER
+    if not manifest.is_file() or not tokenizer.is_file():
+        return None
+    entry = json.loads(manifest.read_text(encoding="utf-8")).get("files", {}).get(BYTE_TOKENIZER)
+    return entry if isinstance(entry, dict) and entry.get("sha256") == sha256(tokenizer) else None
+
+
 def build(out: Path, seed: int, n_train: int, n_valid: int, n_eval: int) -> dict[str, Any]:
     """Write train.jsonl, valid.jsonl, eval.jsonl and manifest.json into `out`; returns the
     manifest. Its "files" has a "tokenizer.json" entry only if the old one is still valid."""
@@ -245,6 +255,9 @@ def build(out: Path, seed: int, n_train: int, n_valid: int, n_eval: int) -> dict
     tokenizer = kept_tokenizer_entry(out, files)
     if tokenizer is not None:
         files["tokenizer.json"] = tokenizer
+    byte_tokenizer = kept_byte_tokenizer_entry(out)
+    if byte_tokenizer is not None:  # depends on no data: kept while the file is unchanged
+        files[BYTE_TOKENIZER] = byte_tokenizer
     manifest = {
         "key": DATASET_KEY,
         "version": DATASET_VERSION,

@@ -3,6 +3,10 @@
 Trains on the texts the data pipeline encodes (prompt, reasoning, final answer) of
 train.jsonl and valid.jsonl, with tunixrt's special tokens at ids 0..5. The manifest entry
 holds the sha256 of the files trained on, which `build` checks before keeping the entry.
+
+Also writes the byte tokenizer (tokenizer-bytes.json): the same scheme with no merges, so
+every byte of text is one token. A model reading letters and digits one at a time spells,
+reverses and compares them by position instead of memorising each merged word.
 """
 
 from __future__ import annotations
@@ -16,7 +20,12 @@ from typing import Any
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from tunixrt.data.schema import DataError
-from tunixrt.data.synthetic.build import TOKENIZER_SOURCES, sha256, write_manifest
+from tunixrt.data.synthetic.build import (
+    BYTE_TOKENIZER,
+    TOKENIZER_SOURCES,
+    sha256,
+    write_manifest,
+)
 from tunixrt.data.tokenize import SPECIAL_TOKENS
 
 logger = logging.getLogger(__name__)
@@ -56,6 +65,28 @@ def fit_bpe(texts: list[str], vocab_size: int) -> Tokenizer:
         if tokenizer.token_to_id(token) != i:
             raise RuntimeError(f"special token {token} did not get id {i}")
     return tokenizer
+
+
+def write_byte_tokenizer(data: Path) -> dict[str, Any]:
+    """Write data/tokenizer-bytes.json (the special tokens, then the 256 byte symbols; no
+    merges) and record it in data/manifest.json; returns the manifest entry."""
+    tokenizer = fit_bpe([], len(SPECIAL_TOKENS) + 256)
+    out = data / BYTE_TOKENIZER
+    tokenizer.save(str(out))
+    entry = {
+        "sha256": sha256(out),
+        "generator": f"{GENERATOR} --bytes",
+        "vocab_size": tokenizer.get_vocab_size(with_added_tokens=True),
+        "special_tokens": list(SPECIAL_TOKENS),
+    }
+    path = data / "manifest.json"
+    if not path.is_file():
+        raise DataError(f"{path}: no manifest; run scripts/make_dataset.py first")
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    manifest["files"][BYTE_TOKENIZER] = entry
+    write_manifest(path, manifest)
+    logger.info("wrote %s: vocabulary %d (bytes only)", out, entry["vocab_size"])
+    return entry
 
 
 def update_manifest(data: Path, entry: dict[str, Any]) -> None:

@@ -43,7 +43,7 @@ secrets: $(VENV)/.installed-dev  ## a secret in a tracked file that .secrets.bas
 
 coverage: $(VENV)/.installed-dev  ## the suite under coverage (subprocesses too); fails under the floor
 	rm -f .coverage .coverage.*
-	$(BIN)/coverage run -m pytest $(PYTEST_ARGS)
+	$(BIN)/coverage run -m pytest --durations=25 $(PYTEST_ARGS)
 	$(BIN)/coverage combine --quiet
 	$(BIN)/coverage report
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from tests.helpers.models import tiny_decoder_config
+from tests.helpers.models import VARIANTS, tiny_decoder_config
 from tunixrt.models import Decoder, flops_per_token, num_params
 from tunixrt.models.decoder import apply_rope, rope_angles, rope_inv_freq
 
@@ -283,35 +283,6 @@ def test_rope_scaling_frequencies():
     middle = (wavelen >= 8) & (wavelen <= 32)
     assert middle.any()
     assert np.all((llama3[middle] < plain[middle]) & (llama3[middle] > plain[middle] / 8))
-
-
-# A config per family layout; the HF tests check each against transformers.
-VARIANTS = {
-    "gpt2": dict(
-        norm="layer",
-        activation="gelu_tanh",
-        gated_mlp=False,
-        qkv_bias=True,
-        out_bias=True,
-        mlp_bias=True,
-        position="learned",
-        tie_embeddings=True,
-    ),
-    "gemma2": dict(
-        explicit_head_dim=16,
-        norm_offset=1.0,
-        sandwich_norm=True,
-        activation="gelu_tanh",
-        embed_scale=True,
-        query_scale=24.0,
-        attn_softcap=5.0,
-        final_softcap=8.0,
-        sliding_window=4,
-        sliding_layers=[0],
-    ),
-    "qwen3": dict(explicit_head_dim=12, qk_norm=True, rope_scaling="llama3", rope_factor=8.0),
-    "qwen2": dict(qkv_bias=True, sliding_window=3),
-}
 
 
 @pytest.mark.parametrize("variant", VARIANTS)

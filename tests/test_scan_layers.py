@@ -7,11 +7,7 @@ and training runs, on one device and on a mesh, that log the same losses."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +20,8 @@ from flax import nnx
 
 from tests.helpers.config import compose_train
 from tests.helpers.hf import FAMILIES, VOCAB, random_tokens, save_tokenizer
-from tests.helpers.models import tiny_decoder_config
-from tests.helpers.paths import ROOT
+from tests.helpers.mesh_jobs import run_jobs
+from tests.helpers.models import VARIANTS, tiny_decoder_config
 from tunixrt.config import DeviceConfig, ModelConfig
 from tunixrt.devices import setup_devices
 from tunixrt.models import Decoder, DecoderConfig
@@ -42,16 +38,7 @@ GEMMA2 = tiny_decoder_config(
     n_layers=6,
     init_std=0.3,
     family="gemma2",
-    explicit_head_dim=16,
-    norm_offset=1.0,
-    sandwich_norm=True,
-    activation="gelu_tanh",
-    embed_scale=True,
-    query_scale=24.0,
-    attn_softcap=5.0,
-    final_softcap=8.0,
-    sliding_window=4,
-    sliding_layers=(0, 2, 4),
+    **{**VARIANTS["gemma2"], "sliding_layers": (0, 2, 4)},
     tie_embeddings=True,
 )
 
@@ -265,18 +252,6 @@ def test_training_logs_the_same_losses_on_one_device_and_on_a_mesh(tmp_path):
 
     mesh = ["model.scan_layers=true", "device.mesh.fsdp=2", "device.mesh.tensor=2"]
     jobs = [{"run_dir": str(tmp_path / "mesh"), "overrides": run_overrides(tmp_path, *mesh)}]
-    jobs_file, out_file = tmp_path / "jobs.json", tmp_path / "out.json"
-    jobs_file.write_text(json.dumps(jobs))
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
-    done = subprocess.run(
-        [sys.executable, "-m", "tests.helpers.mesh_jobs", str(jobs_file), str(out_file)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert done.returncode == 0, done.stderr[-4000:]
-    (on_mesh,) = json.loads(out_file.read_text())
+    (on_mesh,) = run_jobs(4, jobs, tmp_path)
     assert_same_losses(on_mesh["losses"], plain.train_losses)
     assert on_mesh["eval_loss"] == pytest.approx(plain.final_eval_loss, abs=1e-5)

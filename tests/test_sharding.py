@@ -5,11 +5,7 @@ onto another device count."""
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +16,7 @@ from flax import nnx
 from jax.sharding import AbstractMesh, PartitionSpec
 
 from tests.helpers.config import compose_train
-from tests.helpers.mesh_jobs import run
-from tests.helpers.paths import ROOT
+from tests.helpers.mesh_jobs import run, run_jobs
 from tunixrt.config import ConfigError, MeshConfig, ModelConfig, PositionKind, validate
 from tunixrt.models.axes import logical_axes
 from tunixrt.models.decoder import Decoder
@@ -159,23 +154,6 @@ def overrides(shared: Path, steps: int = STEPS, **mesh: int) -> list[str]:
         **{f"device.mesh.{axis}": size for axis, size in mesh.items()},
     }
     return [f"{k}={v}" for k, v in keys.items()]
-
-
-def run_jobs(devices: int, jobs: list[dict[str, Any]], folder: Path) -> list[dict[str, Any]]:
-    """Run `jobs` (tests/helpers/mesh_jobs.py) in a process that sees `devices` CPUs."""
-    jobs_file, out_file = folder / f"jobs-{devices}.json", folder / f"out-{devices}.json"
-    jobs_file.write_text(json.dumps(jobs))
-    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
-    done = subprocess.run(
-        [sys.executable, "-m", "tests.helpers.mesh_jobs", str(jobs_file), str(out_file)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert done.returncode == 0, done.stderr[-4000:]
-    return json.loads(out_file.read_text())
 
 
 @pytest.fixture(scope="module")

@@ -7,15 +7,19 @@ its parent asked for through XLA_FLAGS (JAX reads it once, at import):
 JOBS.json is a list of {"run_dir": FOLDER, "overrides": [...]} (trained with
 `train`, resuming when the folder holds checkpoints) or {"inspect": [...]} (the
 placement of a few weights after setup and after one step). OUT.json gets one result
-per job, in order.
+per job, in order. `run_jobs` starts that command from a test.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+from tests.helpers.paths import ROOT
 
 # The weight every inspection reports: q_proj [dim, heads * head_dim] ("embed", "heads").
 KERNEL = ("layers", 0, "attn", "q_proj", "kernel")
@@ -76,6 +80,24 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
         "eval_loss": result.final_eval_loss,
         "resumed_from": result.resumed_from,
     }
+
+
+def run_jobs(devices: int, jobs: list[dict[str, Any]], folder: Path) -> list[dict[str, Any]]:
+    """Run `jobs` through this module's command in a process that sees `devices` CPUs;
+    their results, in order."""
+    jobs_file, out_file = folder / f"jobs-{devices}.json", folder / f"out-{devices}.json"
+    jobs_file.write_text(json.dumps(jobs))
+    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.helpers.mesh_jobs", str(jobs_file), str(out_file)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    return json.loads(out_file.read_text())
 
 
 def main() -> None:

@@ -324,6 +324,9 @@ def test_two_processes_shards_together_are_the_one_process_batch(tok, pack):
         for key, value in want.items():
             np.testing.assert_array_equal(np.concatenate([p[key] for p in parts]), value)
         assert all(s.state == whole.state for s in shards)
+        # each process counts the whole batch's real tokens, not only its own rows'
+        real = np.count_nonzero(want["segment_ids"])
+        assert whole.positions == shards[0].positions == shards[1].positions == real
     assert whole.state.epoch >= 1
 
 

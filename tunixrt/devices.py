@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from tunixrt.config import DeviceConfig, Platform, Precision
+from tunixrt.config import DeviceConfig, DistributedConfig, Platform, Precision
 from tunixrt.errors import InputError
 from tunixrt.sharding import batch_spec, batch_splits, build_mesh, describe
 
@@ -35,6 +35,11 @@ class Devices:
     devices: tuple[jax.Device, ...]
     mesh: Mesh
     compute_dtype: jnp.dtype
+
+    @property
+    def local(self) -> tuple[jax.Device, ...]:
+        """This process's devices (all of them in a one-process run)."""
+        return tuple(d for d in self.devices if d.process_index == jax.process_index())
 
     @property
     def data_sharding(self) -> NamedSharding:
@@ -100,16 +105,53 @@ def compute_dtype(precision: Precision, platform: str) -> jnp.dtype:
     return jnp.dtype(jnp.bfloat16 if bf16 else jnp.float32)
 
 
+def start_distributed(cfg: DistributedConfig) -> None:
+    """Join the run's other processes (`device.distributed`), once per process and before
+    JAX starts its backend: afterwards `jax.devices()` lists every process's devices and
+    `jax.process_index()` names this one. CPU processes exchange collectives over Gloo
+    (TCP); GPUs and TPUs use their own interconnect."""
+    if not cfg.enabled or jax.distributed.is_initialized():
+        return
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    # JAX's preemption notifier would take SIGTERM from tunixrt's handler; the loop
+    # agrees on a stop itself (`tunixrt.train.signals.StopVote`)
+    jax.config.update("jax_enable_preemption_service", False)
+    where = cfg.coordinator or "the cluster's environment (SLURM)"
+    log.info("joining the run's processes through %s", where)
+    try:
+        jax.distributed.initialize(
+            coordinator_address=cfg.coordinator,
+            num_processes=cfg.num_processes,
+            process_id=cfg.process_id,
+            initialization_timeout=cfg.timeout_s,
+        )
+    except (RuntimeError, ValueError) as err:
+        raise DeviceError(
+            f"device.distributed: could not join the run's processes through {where}: {err}"
+        ) from err
+    log.info("process %d of %d", jax.process_index(), jax.process_count())
+    if not is_primary():
+        # the primary speaks for the run; the others only report what goes wrong
+        logging.getLogger("tunixrt").setLevel(logging.WARNING)
+
+
+def is_primary() -> bool:
+    """Process 0: the one that writes TensorBoard, the registry and the console."""
+    return jax.process_index() == 0
+
+
 def setup_devices(cfg: DeviceConfig) -> Devices:
     _set_env(cfg)
+    start_distributed(cfg.distributed)
     platform, devices = _pick(cfg)
     mesh = build_mesh(cfg.mesh, devices, platform)
     dtype = compute_dtype(cfg.precision, platform)
     log.info(
-        "devices: %d x %s (%s), mesh %s, compute dtype %s",
+        "devices: %d x %s (%s) in %d process(es), mesh %s, compute dtype %s",
         len(devices),
         platform,
         devices[0].device_kind,
+        jax.process_count(),
         describe(mesh),
         jnp.dtype(dtype).name,
     )

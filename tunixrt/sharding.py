@@ -133,7 +133,7 @@ def state_shardings(state: nnx.State, mesh: Mesh, *, notes: bool = False) -> nnx
 def place(obj: nnx.Module | nnx.Optimizer, mesh: Mesh) -> None:
     """Move a model's or optimizer's arrays onto the mesh by the rules, in place."""
     state = nnx.state(obj)
-    nnx.update(obj, jax.device_put(state, state_shardings(state, mesh, notes=True)))
+    nnx.update(obj, jax.tree.map(put_whole, state, state_shardings(state, mesh, notes=True)))
 
 
 def constrain(tree: Any, mesh: Mesh) -> Any:
@@ -158,6 +158,15 @@ def batch_spec(mesh: Mesh, leading: int = 0) -> PartitionSpec:
 def batch_splits(mesh: Mesh) -> int:
     """How many ways a batch's rows split."""
     return math.prod(mesh.shape[axis] for axis in BATCH_AXES)
+
+
+def put_whole(value: Any, sharding: NamedSharding) -> jax.Array:
+    """An array every process holds whole (built from the same seed or file) as one
+    global array split by `sharding`: each process keeps only its devices' pieces."""
+    if jax.process_count() == 1:
+        return jax.device_put(value, sharding)
+    host = np.asarray(value)
+    return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
 
 
 def put_rows(local: np.ndarray, sharding: NamedSharding) -> jax.Array:

@@ -29,9 +29,11 @@ def run_train(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[s
     )
 
 
-def start_train(*args: str, quiet: bool = False) -> subprocess.Popen[str]:
+def start_train(
+    *args: str, quiet: bool = False, env: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
     """The same in the background; its output (unbuffered, stderr merged) on a pipe, or
-    discarded when `quiet`."""
+    discarded when `quiet`; `env` adds to the environment."""
     out = subprocess.DEVNULL if quiet else subprocess.PIPE
     return subprocess.Popen(
         [sys.executable, str(TRAIN_SCRIPT), *_train_args(args)],
@@ -39,7 +41,7 @@ def start_train(*args: str, quiet: bool = False) -> subprocess.Popen[str]:
         stderr=subprocess.STDOUT,
         text=True,
         cwd=ROOT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
     )
 
 

@@ -14,7 +14,13 @@ Hydra: `train(TrainConfig(...), ...)` works from plain Python.
 from tunixrt.config._checks import ConfigError
 from tunixrt.config.algorithm import REWARD_NAMES, AdvantageScale, AlgorithmConfig, AlgorithmName
 from tunixrt.config.data import DatasetConfig
-from tunixrt.config.device import DeviceConfig, MeshConfig, Platform, Precision
+from tunixrt.config.device import (
+    DeviceConfig,
+    DistributedConfig,
+    MeshConfig,
+    Platform,
+    Precision,
+)
 from tunixrt.config.model import (
     Activation,
     AttentionImpl,
@@ -55,6 +61,7 @@ __all__ = [
     "ConfigError",
     "DatasetConfig",
     "DeviceConfig",
+    "DistributedConfig",
     "EvalConfig",
     "LoRAConfig",
     "MeshConfig",

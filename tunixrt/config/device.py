@@ -1,5 +1,5 @@
 """The device section: the platform, compute precision, GPU memory and determinism
-settings, the compilation cache and the device mesh."""
+settings, the compilation cache, the device mesh and the processes of a multi-host run."""
 
 from __future__ import annotations
 
@@ -53,6 +53,53 @@ class MeshConfig:
 
 
 @dataclass
+class DistributedConfig:
+    """Several processes (hosts) training one run on JAX's own runtime
+    (`jax.distributed.initialize`). With `coordinator` null the cluster is read from the
+    environment (SLURM, as the submitit launcher with `nodes > 1` sets it); otherwise
+    every process names the same coordinator and process count, and its own id."""
+
+    enabled: bool = False
+    coordinator: str | None = None  # host:port of process 0's coordination service
+    num_processes: int | None = None
+    process_id: int | None = None
+    # seconds a process waits for the others at start-up before failing
+    timeout_s: int = 300
+
+    def __post_init__(self) -> None:
+        _require(self.timeout_s >= 1, "device.distributed.timeout_s", self.timeout_s, ">= 1")
+        explicit = {"num_processes": self.num_processes, "process_id": self.process_id}
+        if self.coordinator is None:
+            for key, value in explicit.items():
+                _require(
+                    value is None,
+                    f"device.distributed.{key}",
+                    value,
+                    "null unless device.distributed.coordinator is set (SLURM sets both)",
+                )
+            return
+        _require(
+            ":" in self.coordinator,
+            "device.distributed.coordinator",
+            self.coordinator,
+            "host:port",
+        )
+        _require(
+            self.num_processes is not None and self.num_processes >= 1,
+            "device.distributed.num_processes",
+            self.num_processes,
+            "a positive integer when device.distributed.coordinator is set",
+        )
+        assert self.num_processes is not None
+        _require(
+            self.process_id is not None and 0 <= self.process_id < self.num_processes,
+            "device.distributed.process_id",
+            self.process_id,
+            f"an integer in [0, {self.num_processes}) when device.distributed.coordinator is set",
+        )
+
+
+@dataclass
 class DeviceConfig:
     platform: Platform = Platform.auto
     # compute dtype (parameters and optimizer state stay float32); auto: bf16 on a GPU or
@@ -67,6 +114,7 @@ class DeviceConfig:
     # JAX's persistent compilation cache, so a restart skips most compilation; null: off
     compile_cache_dir: str | None = "outputs/.jax_cache"
     mesh: MeshConfig = field(default_factory=MeshConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
 
     def __post_init__(self) -> None:
         _require(

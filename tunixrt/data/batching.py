@@ -123,6 +123,8 @@ class BatchIterator:
         self.pack, self.loss_on_prompt, self.shuffle = pack, loss_on_prompt, shuffle
         self.one_pass = one_pass  # stop after the first epoch instead of reshuffling
         self._own = _own_rows(rows, shard)
+        # non-padding positions of the last global batch, every process's rows included
+        self.positions = 0
         self._order_of = order
         self.state = IteratorState(seed=seed, data_key=data_key)
         self._order = self._permutation(0)
@@ -159,7 +161,8 @@ class BatchIterator:
 
     def _plan_row(self) -> list[int]:
         """The examples the next row holds (indices into `examples`), advancing past
-        them; only their lengths are read."""
+        them; only their lengths are read. Adds the row's non-padding positions to
+        `positions`."""
         picked: list[int] = []
         start = 0
         while start < self.seq_len and not self.exhausted:
@@ -172,6 +175,7 @@ class BatchIterator:
             self._advance()
             if not self.pack:
                 break
+        self.positions += start
         return picked
 
     def _fill_row(self, batch: HostBatch, row: int, picked: list[int]) -> None:
@@ -183,6 +187,7 @@ class BatchIterator:
         return self
 
     def __next__(self) -> HostBatch:
+        self.positions = 0
         plans = [self._plan_row() for _ in range(self.rows)]
         own = plans[self._own]
         batch = empty_batch(len(own), self.seq_len, self.pad_id)

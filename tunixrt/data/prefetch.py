@@ -30,8 +30,10 @@ class Ready:
 
     host: HostBatch
     placed: Any
-    tokens: int  # non-padding positions (segment_ids > 0)
-    loss_tokens: int  # positions whose target counts in the loss (weights > 0)
+    # non-padding positions (segment_ids > 0) of the whole batch: in a multi-process
+    # run, every process's rows (planned from the lengths each process knows)
+    tokens: int
+    loss_tokens: int  # positions whose target counts in the loss (weights > 0), own rows
 
 
 def token_counts(batch: HostBatch) -> tuple[int, int]:
@@ -39,9 +41,9 @@ def token_counts(batch: HostBatch) -> tuple[int, int]:
     return int(np.count_nonzero(batch["segment_ids"])), int(np.count_nonzero(batch["weights"]))
 
 
-def _ready(batch: HostBatch, place: Place | None) -> Ready:
+def _ready(batch: HostBatch, place: Place | None, positions: int) -> Ready:
     placed = batch if place is None else place(batch)
-    return Ready(batch, placed, *token_counts(batch))
+    return Ready(batch, placed, positions, token_counts(batch)[1])
 
 
 _Item = tuple[Ready, IteratorState] | BaseException
@@ -157,7 +159,7 @@ def _produce(
     while not stop.is_set():
         item: _Item
         try:
-            item = (_ready(next(it), place), dataclasses.replace(it.state))
+            item = (_ready(next(it), place, it.positions), dataclasses.replace(it.state))
         except BaseException as err:  # handed to the consumer, raised there
             item = err
         while not stop.is_set():

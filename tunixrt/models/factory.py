@@ -85,7 +85,7 @@ def build_model(
         model = _pretrained(cfg, vocab_size=vocab_size, dtype=dtype, devices=devices)
     else:
         dcfg = decoder_config(cfg, vocab_size=vocab_size, dtype=dtype)
-        with jax.default_device(devices.devices[0]):
+        with jax.default_device(devices.local[0]):
             model = Decoder(dcfg, rngs=nnx.Rngs(params=seed))
     if cfg.lora.rank > 0:
         apply_lora(

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import jax
 from flax import nnx
 
 from tunixrt.config import ConfigError, TrainConfig
@@ -29,6 +28,7 @@ from tunixrt.models.lora import FROZEN_BASE, merge_lora
 from tunixrt.paths import OUTPUTS
 from tunixrt.registry import Registry, RegistryError, run_id_of_folder
 from tunixrt.registry.urls import resolve_url
+from tunixrt.sharding import put_whole
 from tunixrt.targets import Target, load, resolve
 
 log = logging.getLogger(__name__)
@@ -107,7 +107,7 @@ def copy_weights(source: nnx.Module, model: nnx.Module, where: str) -> None:
             f"init.from: {where} does not fit this run's model ({shown}); "
             "choose the model config the source was trained with"
         )
-    values = {p: jax.device_put(have[p].astype(v.dtype), v.sharding) for p, v in want.items()}
+    values = {p: put_whole(have[p].astype(v.dtype), v.sharding) for p, v in want.items()}
     nnx.replace_by_pure_dict(state, _nest(values))
     nnx.update(model, state)
 

@@ -13,14 +13,14 @@ import jax
 from omegaconf import DictConfig
 
 from tunixrt.checkpoint import train_state
-from tunixrt.config import TrainConfig, validate
+from tunixrt.config import Progress, TrainConfig, validate
 from tunixrt.train.answers import log_report, sample_table
 from tunixrt.train.context import RunContext
 from tunixrt.train.metrics import Throughput
 from tunixrt.train.progress import ProgressDisplay
 from tunixrt.train.run import Run, open_run
 from tunixrt.train.setup import enable_compile_cache, evaluate, next_batch
-from tunixrt.train.signals import Preempted, StopRequest
+from tunixrt.train.signals import Preempted, StopRequest, agreed_stop
 from tunixrt.train.state import checkpoint_meta
 
 log = logging.getLogger(__name__)
@@ -81,7 +81,9 @@ def fit(run: Run, result: TrainResult) -> None:
     t = run.setup.cfg.trainer
     throughput = Throughput()
     first = run.loop.step + 1
-    with StopRequest() as stop, ProgressDisplay(t.progress, t.max_steps, run.loop.step) as bar:
+    progress = t.progress if run.tb is not None else Progress.log  # others log warnings only
+    with StopRequest() as stop, ProgressDisplay(progress, t.max_steps, run.loop.step) as bar:
+        stop_signal = agreed_stop(stop, run.setup.devices.mesh)
         while run.loop.step < t.max_steps:
             metrics = _one_step(run, throughput)
             step = run.loop.step
@@ -96,10 +98,11 @@ def fit(run: Run, result: TrainResult) -> None:
             evaluated = _evaluations(run, step, throughput)
             if run.checkpointer.due(step) or step == t.max_steps:
                 _save(run, step, evaluated)
-            if stop.requested:
-                _stop(run, stop.requested)
+            if signal_name := stop_signal():
+                _stop(run, signal_name)
     run.checkpointer.wait()
-    run.tb.write_session_end(completed=True)
+    if run.tb is not None:
+        run.tb.write_session_end(completed=True)
     result.final_step = run.loop.step
     result.final_eval_loss = run.loop.last_eval_loss
     result.final_eval_accuracy = run.loop.last_eval_accuracy

@@ -37,6 +37,7 @@ MUTABLE = (
     "device.mem_fraction",
     "device.compile_cache_dir",
     "device.mesh.",
+    "device.distributed.",  # a run may move between hosts; process_id differs per process
 )
 
 

@@ -18,7 +18,7 @@ from omegaconf import OmegaConf
 from tunixrt.checkpoint import Checkpointer, load_train_state, train_state
 from tunixrt.config import FINAL_METRICS, TrainConfig
 from tunixrt.data.batching import IteratorState
-from tunixrt.devices import setup_devices
+from tunixrt.devices import is_primary, setup_devices
 from tunixrt.lora_base import load_base, record_base
 from tunixrt.registry import RegistryWriter, RunRecorder, mask_config
 from tunixrt.tensorboard import TensorBoardWriter, truncate_after
@@ -42,8 +42,8 @@ class Run:
     config: dict[str, Any]  # resolved, masked, JSON-ready; stored in every checkpoint
     loop: LoopState
     checkpointer: Checkpointer
-    tb: TensorBoardWriter
-    writer: MetricWriter  # TensorBoard and the registry
+    tb: TensorBoardWriter | None  # None on every process but the primary
+    writer: MetricWriter  # TensorBoard and the registry (the primary's; others write none)
     recorder: RunRecorder | None
     resumed_from: int | None  # the checkpoint step this start continued from
     # The LoRA base reference every checkpoint's meta stores (see tunixrt.lora_base);
@@ -67,18 +67,26 @@ def config_dict(cfg: TrainConfig) -> dict[str, Any]:
 def open_run(cfg: TrainConfig, context: RunContext) -> Iterator[Run]:
     """Everything a start of the run computes with and writes to. Input errors about
     the folder's checkpoints surface before the registry hears of the run; every error
-    after that is recorded as the run's failure."""
+    after that is recorded as the run's failure.
+
+    In a multi-process run (`device.distributed`) every process computes, restores and
+    saves checkpoints together; only the primary (process 0) holds the folder's lock and
+    writes TensorBoard and the registry."""
     folder = context.run_dir
     config = mask_config(config_dict(cfg))
     devices = setup_devices(cfg.device)
+    primary = is_primary()
     with ExitStack() as stack:
-        stack.enter_context(RunLock(folder))  # before reading what another run may write
+        if primary:
+            stack.enter_context(RunLock(folder))  # before reading what another run may write
         checkpointer = stack.enter_context(closing(_checkpointer(cfg, folder)))
         newest = _resume_point(cfg, config, checkpointer, folder)
         resume_step = newest[0] if newest else None
         origin = find_origin(cfg) if newest is None else None
         recording = stack.enter_context(
             start_recording(cfg, config, context, devices, resume_step, origin)
+            if primary
+            else Recording(None, None, resume_step)
         )
         horizon = newest[1]["loop"]["schedule_steps"] if newest else cfg.trainer.max_steps
         s = setup(cfg, schedule_steps=horizon, devices=devices)
@@ -93,10 +101,10 @@ def open_run(cfg: TrainConfig, context: RunContext) -> Iterator[Run]:
             loop, base = _restore(s, checkpointer, folder, newest, recording)
         recording.step = lambda: loop.step
         resumed_from = loop.step if resume_step is not None else None
-        tb = stack.enter_context(closing(TensorBoardWriter(folder / "tb")))
-        if resume_step is None:
+        tb = stack.enter_context(closing(TensorBoardWriter(folder / "tb"))) if primary else None
+        if tb is not None and resume_step is None:
             _describe(tb, config, context)
-        writers: list[MetricWriter] = [tb]
+        writers: list[MetricWriter] = [] if tb is None else [tb]
         if recording.recorder is not None:
             writers.append(RegistryWriter(recording.recorder))
         writer = MultiWriter(writers)
@@ -170,7 +178,7 @@ def _restore(
         s.algorithm.restore(restored.meta["algorithm"])
         s.algorithm.restore_reference(ck)
     recording.resumed_at(restored.step)
-    dropped = truncate_after(folder / "tb", restored.step)
+    dropped = truncate_after(folder / "tb", restored.step) if is_primary() else 0
     log.info(
         "resumed from step %d (%s)%s",
         restored.step,

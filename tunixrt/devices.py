@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from tunixrt.config import DeviceConfig, DistributedConfig, Platform, Precision
+from tunixrt.config import DeviceConfig, DistributedConfig, MatmulOutput, Platform, Precision
 from tunixrt.errors import InputError
 from tunixrt.sharding import batch_spec, batch_splits, build_mesh, describe
 
@@ -35,6 +35,8 @@ class Devices:
     devices: tuple[jax.Device, ...]
     mesh: Mesh
     compute_dtype: jnp.dtype
+    # bf16 projections return float32 before rounding (tunixrt.models.dots)
+    f32_matmul_output: bool = False
 
     @property
     def local(self) -> tuple[jax.Device, ...]:
@@ -140,19 +142,29 @@ def is_primary() -> bool:
     return jax.process_index() == 0
 
 
+def f32_matmul_output(setting: MatmulOutput, dtype: jnp.dtype, platform: str) -> bool:
+    """Whether bf16 projections go through float32 results: asked, or auto on a CPU,
+    where XLA's bf16-result product runs at about half the speed."""
+    if dtype != jnp.bfloat16:
+        return False
+    return setting is MatmulOutput.float32 or (setting is MatmulOutput.auto and platform == "cpu")
+
+
 def setup_devices(cfg: DeviceConfig) -> Devices:
     _set_env(cfg)
     start_distributed(cfg.distributed)
     platform, devices = _pick(cfg)
     mesh = build_mesh(cfg.mesh, devices, platform)
     dtype = compute_dtype(cfg.precision, platform)
+    f32_output = f32_matmul_output(cfg.matmul_output, jnp.dtype(dtype), platform)
     log.info(
-        "devices: %d x %s (%s) in %d process(es), mesh %s, compute dtype %s",
+        "devices: %d x %s (%s) in %d process(es), mesh %s, compute dtype %s%s",
         len(devices),
         platform,
         devices[0].device_kind,
         jax.process_count(),
         describe(mesh),
         jnp.dtype(dtype).name,
+        " (projections through float32 results)" if f32_output else "",
     )
-    return Devices(platform, tuple(devices), mesh, jnp.dtype(dtype))
+    return Devices(platform, tuple(devices), mesh, jnp.dtype(dtype), f32_output)

@@ -17,6 +17,7 @@ from tunixrt.config.data import DatasetConfig
 from tunixrt.config.device import (
     DeviceConfig,
     DistributedConfig,
+    MatmulOutput,
     MeshConfig,
     Platform,
     Precision,
@@ -64,6 +65,7 @@ __all__ = [
     "DistributedConfig",
     "EvalConfig",
     "LoRAConfig",
+    "MatmulOutput",
     "MeshConfig",
     "ModelConfig",
     "NormKind",

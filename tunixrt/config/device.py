@@ -23,6 +23,14 @@ class Precision(enum.StrEnum):
     bf16 = "bf16"
 
 
+class MatmulOutput(enum.StrEnum):
+    """What a bf16 projection's product returns before the next operation."""
+
+    auto = "auto"  # float32 on a CPU (XLA:CPU's bf16-result products are slow), bf16 elsewhere
+    float32 = "float32"  # accumulate and return float32, then round to bf16
+    bf16 = "bf16"  # XLA's own bf16 product
+
+
 @dataclass
 class MeshConfig:
     """How the devices split into the mesh axes (`tunixrt.sharding`): batches split over
@@ -105,6 +113,9 @@ class DeviceConfig:
     # compute dtype (parameters and optimizer state stay float32); auto: bf16 on a GPU or
     # TPU, fp32 on a CPU (where XLA's bf16 matmuls are slower than fp32)
     precision: Precision = Precision.auto
+    # bf16 only: the projections' products (tunixrt.models.dots); parameters, activations
+    # and gradients stay as precision says either way
+    matmul_output: MatmulOutput = MatmulOutput.auto
     preallocate: bool = False  # GPU: reserve memory up front (XLA_PYTHON_CLIENT_PREALLOCATE)
     mem_fraction: float | None = None  # GPU: share of device memory JAX may use
     # GPU: XLA_FLAGS --xla_gpu_deterministic_ops=true, so the same batches give the same

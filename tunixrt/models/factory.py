@@ -14,6 +14,7 @@ from flax import nnx
 from tunixrt.config import ConfigError, ModelConfig
 from tunixrt.devices import Devices
 from tunixrt.models.decoder import Decoder, DecoderConfig, num_params
+from tunixrt.models.dots import use_f32_results
 from tunixrt.models.hf import load_pretrained
 from tunixrt.models.lora import apply_lora
 from tunixrt.sharding import place
@@ -95,6 +96,8 @@ def build_model(
             targets=tuple(cfg.lora.targets),
             rngs=nnx.Rngs(params=seed),
         )
+    if devices.f32_matmul_output:
+        use_f32_results(model)
     place(model, devices.mesh)
     _log_size(cfg, model)
     return model

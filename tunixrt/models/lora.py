@@ -50,6 +50,7 @@ class LoRALinear(nnx.Module):
         d_in, d_out = base.kernel[...].shape
         self.kernel, self.bias = base.kernel, base.bias
         self.dtype = base.dtype
+        self.dot_general = base.dot_general  # lax.dot_general, or tunixrt.models.dots
         self.scale = alpha / rank
         a_init = nnx.initializers.normal(stddev=1.0 / math.sqrt(d_in))
         self.lora_a = LoRAParam(a_init(rngs.params(), (d_in, rank), jnp.dtype(param_dtype)))
@@ -59,7 +60,7 @@ class LoRALinear(nnx.Module):
         dtype = self.dtype or x.dtype
         x = x.astype(dtype)
         contract_last = (((x.ndim - 1,), (0,)), ((), ()))  # x [..., in] . W [in, out]
-        y = jax.lax.dot_general(x, self.kernel[...].astype(dtype), contract_last)
+        y = self.dot_general(x, self.kernel[...].astype(dtype), contract_last)
         if self.bias is not None:
             y = y + self.bias[...].astype(dtype)
         low = x @ self.lora_a[...].astype(dtype)  # [..., r]
@@ -81,6 +82,7 @@ class LoRALinear(nnx.Module):
                 d_out,
                 use_bias=self.bias is not None,
                 dtype=self.dtype,
+                dot_general=self.dot_general,
                 param_dtype=kernel.dtype,
                 rngs=nnx.Rngs(0),
             )

@@ -1,0 +1,122 @@
+"""bf16 projections through float32 results (tunixrt.models.dots): the product and both
+gradients equal the float32 products of the same bf16 values rounded once to bf16; a
+model switched to them keeps its parameters, its LoRA adapters and its logits; and the
+device setting picks them on a CPU only for bf16."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from tests.helpers.models import tiny_decoder_config
+from tunixrt.config import DeviceConfig, MatmulOutput, Platform, Precision
+from tunixrt.devices import f32_matmul_output, setup_devices
+from tunixrt.models import Decoder
+from tunixrt.models.dots import dot_general_f32_result, linear_f32_result, use_f32_results
+from tunixrt.models.lora import LoRALinear, apply_lora
+
+BF16 = jnp.bfloat16
+
+
+def bf16_values(key: int, shape: tuple[int, ...]) -> jax.Array:
+    return jax.random.normal(jax.random.key(key), shape).astype(BF16)
+
+
+def rounded(product: np.ndarray) -> np.ndarray:
+    """A float64 product rounded once to bf16, as float64 again."""
+    return np.asarray(jnp.asarray(product, jnp.float32).astype(BF16), np.float64)
+
+
+def as64(x: jax.Array) -> np.ndarray:
+    return np.asarray(x.astype(jnp.float32), np.float64)
+
+
+def one_ulp(x: np.ndarray) -> np.ndarray:
+    # bf16 keeps 8 significant bits: neighbours differ by |x| * 2^-7 at most
+    return np.abs(x) * 2.0**-7 + 1e-30
+
+
+def test_product_and_gradients_are_float32_products_rounded_once():
+    x, w, g = bf16_values(0, (3, 5, 96)), bf16_values(1, (96, 40)), bf16_values(2, (3, 5, 40))
+    y, vjp = jax.vjp(linear_f32_result, x, w)
+    dx, dw = vjp(g)
+    assert y.dtype == dx.dtype == dw.dtype == BF16
+    x64, w64, g64 = as64(x), as64(w), as64(g)
+    want = {
+        "y": rounded(x64 @ w64),
+        "dx": rounded(g64 @ w64.T),
+        "dw": rounded(x64.reshape(-1, 96).T @ g64.reshape(-1, 40)),
+    }
+    for name, got in {"y": y, "dx": dx, "dw": dw}.items():
+        # accumulated in float32, so at most one bf16 step from the exact product's rounding
+        assert np.all(np.abs(as64(got) - want[name]) <= one_ulp(want[name])), name
+    # the bf16-result product XLA makes on its own is no closer than this
+    plain = as64(x @ w)
+    assert np.abs(plain - x64 @ w64).mean() >= np.abs(as64(y) - x64 @ w64).mean() * 0.9
+
+
+def test_other_products_are_left_to_lax():
+    a, b = bf16_values(3, (4, 6, 8)), bf16_values(4, (4, 8, 6))
+    batched = (((2,), (1,)), ((0,), (0,)))
+    np.testing.assert_array_equal(
+        dot_general_f32_result(a, b, batched), jax.lax.dot_general(a, b, batched)
+    )
+    x32, w32 = a[0].astype(jnp.float32), b[0].astype(jnp.float32)
+    contract = (((1,), (0,)), ((), ()))
+    np.testing.assert_array_equal(
+        dot_general_f32_result(x32, w32, contract), jax.lax.dot_general(x32, w32, contract)
+    )
+
+
+def projections(model: nnx.Module) -> list[nnx.Module]:
+    return [m for _, m in nnx.iter_modules(model) if isinstance(m, nnx.Linear | LoRALinear)]
+
+
+@pytest.mark.parametrize("lora", [False, True])
+def test_a_switched_model_keeps_its_weights_and_logits(lora):
+    cfg = tiny_decoder_config(dtype="bfloat16", tie_embeddings=False)
+    model = Decoder(cfg, rngs=nnx.Rngs(0))
+    if lora:
+        apply_lora(model, rank=4, alpha=8.0, targets=("q_proj", "v_proj"), rngs=nnx.Rngs(1))
+    tokens = jax.random.randint(jax.random.key(5), (2, 16), 0, cfg.vocab_size)
+    before = nnx.state(model)
+    plain = model(tokens)
+    switched = use_f32_results(model)
+    assert switched == len(projections(model)) == 2 * 7 + 1  # q k v o gate up down, lm_head
+    assert all(m.dot_general is dot_general_f32_result for m in projections(model))
+    jax.tree.map(np.testing.assert_array_equal, nnx.state(model), before)
+    reference = Decoder(
+        tiny_decoder_config(dtype="float32", tie_embeddings=False), rngs=nnx.Rngs(0)
+    )
+    if lora:
+        apply_lora(reference, rank=4, alpha=8.0, targets=("q_proj", "v_proj"), rngs=nnx.Rngs(1))
+    exact = np.asarray(reference(tokens))
+    got = np.asarray(model(tokens))
+    # bf16 activations either way; float32 results round once per product instead
+    assert np.abs(got - exact).max() < 0.05
+    assert np.abs(got - exact).mean() <= np.abs(np.asarray(plain) - exact).mean() * 1.2
+
+
+@pytest.mark.parametrize(
+    ("setting", "dtype", "platform", "want"),
+    [
+        (MatmulOutput.auto, BF16, "cpu", True),
+        (MatmulOutput.auto, BF16, "gpu", False),
+        (MatmulOutput.auto, jnp.float32, "cpu", False),
+        (MatmulOutput.float32, BF16, "gpu", True),
+        (MatmulOutput.bf16, BF16, "cpu", False),
+        (MatmulOutput.float32, jnp.float32, "cpu", False),
+    ],
+)
+def test_auto_takes_float32_results_for_bf16_on_a_cpu(setting, dtype, platform, want):
+    assert f32_matmul_output(setting, jnp.dtype(dtype), platform) is want
+
+
+def test_the_devices_say_so():
+    assert setup_devices(
+        DeviceConfig(platform=Platform.cpu, precision=Precision.bf16)
+    ).f32_matmul_output
+    assert not setup_devices(DeviceConfig(platform=Platform.cpu)).f32_matmul_output

@@ -11,12 +11,21 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from tests.helpers.config import compose_train
 from tests.helpers.models import tiny_decoder_config
 from tunixrt.config import DeviceConfig, MatmulOutput, Platform, Precision
 from tunixrt.devices import f32_matmul_output, setup_devices
 from tunixrt.models import Decoder
-from tunixrt.models.dots import dot_general_f32_result, linear_f32_result, use_f32_results
+from tunixrt.models.dots import (
+    dot_general_f32_logits,
+    dot_general_f32_result,
+    linear_f32_result,
+    logits_f32,
+    tied_logits_f32,
+    use_f32_results,
+)
 from tunixrt.models.lora import LoRALinear, apply_lora
+from tunixrt.train import train
 
 BF16 = jnp.bfloat16
 
@@ -58,6 +67,20 @@ def test_product_and_gradients_are_float32_products_rounded_once():
     assert np.abs(plain - x64 @ w64).mean() >= np.abs(as64(y) - x64 @ w64).mean() * 0.9
 
 
+def test_logits_stay_float32_and_take_a_bf16_gradient():
+    x, table, g = bf16_values(6, (2, 3, 32)), bf16_values(7, (50, 32)), bf16_values(8, (2, 3, 50))
+    logits, vjp = jax.vjp(tied_logits_f32, x, table)
+    assert logits.dtype == jnp.float32
+    x64, t64 = as64(x), as64(table)
+    np.testing.assert_allclose(np.asarray(logits), x64 @ t64.T, rtol=1e-5, atol=1e-5)
+    dx, dtable = vjp(g.astype(jnp.float32))
+    g64 = as64(g)
+    want_dx, want_dt = rounded(g64 @ t64), rounded(g64.reshape(-1, 50).T @ x64.reshape(-1, 32))
+    assert np.all(np.abs(as64(dx) - want_dx) <= one_ulp(want_dx))
+    assert np.all(np.abs(as64(dtable) - want_dt) <= one_ulp(want_dt))
+    assert logits_f32(x, table.T).dtype == jnp.float32
+
+
 def test_other_products_are_left_to_lax():
     a, b = bf16_values(3, (4, 6, 8)), bf16_values(4, (4, 8, 6))
     batched = (((2,), (1,)), ((0,), (0,)))
@@ -75,9 +98,9 @@ def projections(model: nnx.Module) -> list[nnx.Module]:
     return [m for _, m in nnx.iter_modules(model) if isinstance(m, nnx.Linear | LoRALinear)]
 
 
-@pytest.mark.parametrize("lora", [False, True])
-def test_a_switched_model_keeps_its_weights_and_logits(lora):
-    cfg = tiny_decoder_config(dtype="bfloat16", tie_embeddings=False)
+@pytest.mark.parametrize(("lora", "tied"), [(False, False), (True, False), (False, True)])
+def test_a_switched_model_keeps_its_weights_and_logits(lora, tied):
+    cfg = tiny_decoder_config(dtype="bfloat16", tie_embeddings=tied)
     model = Decoder(cfg, rngs=nnx.Rngs(0))
     if lora:
         apply_lora(model, rank=4, alpha=8.0, targets=("q_proj", "v_proj"), rngs=nnx.Rngs(1))
@@ -85,12 +108,14 @@ def test_a_switched_model_keeps_its_weights_and_logits(lora):
     before = nnx.state(model)
     plain = model(tokens)
     switched = use_f32_results(model)
-    assert switched == len(projections(model)) == 2 * 7 + 1  # q k v o gate up down, lm_head
-    assert all(m.dot_general is dot_general_f32_result for m in projections(model))
+    assert switched == len(projections(model)) == 2 * 7 + (not tied)  # 7 a layer, lm_head
+    layers = [m for m in projections(model) if m is not model.lm_head]
+    assert all(m.dot_general is dot_general_f32_result for m in layers)
+    assert (model.tied_head is tied_logits_f32) is tied
+    if not tied:
+        assert model.lm_head.dot_general is dot_general_f32_logits
     jax.tree.map(np.testing.assert_array_equal, nnx.state(model), before)
-    reference = Decoder(
-        tiny_decoder_config(dtype="float32", tie_embeddings=False), rngs=nnx.Rngs(0)
-    )
+    reference = Decoder(tiny_decoder_config(dtype="float32", tie_embeddings=tied), rngs=nnx.Rngs(0))
     if lora:
         apply_lora(reference, rank=4, alpha=8.0, targets=("q_proj", "v_proj"), rngs=nnx.Rngs(1))
     exact = np.asarray(reference(tokens))
@@ -120,3 +145,20 @@ def test_the_devices_say_so():
         DeviceConfig(platform=Platform.cpu, precision=Precision.bf16)
     ).f32_matmul_output
     assert not setup_devices(DeviceConfig(platform=Platform.cpu)).f32_matmul_output
+
+
+@pytest.mark.slow
+def test_a_bf16_run_on_a_cpu_trains_like_the_fp32_one(tmp_path):
+    """device.precision=bf16 on a CPU (float32-result projections) follows the fp32
+    run's losses step by step, within bf16's rounding, and learns."""
+    common = ["debug=fast", "trainer.max_steps=20", "trainer.log_every=1", "registry.url=null"]
+    common.append(f"device.compile_cache_dir={tmp_path / 'cache'}")
+    runs = {
+        p: train(compose_train([*common, f"device.precision={p}"]), tmp_path / p)
+        for p in ("fp32", "bf16")
+    }
+    fp32, bf16 = (np.array(list(runs[p].train_losses.values())) for p in ("fp32", "bf16"))
+    assert len(fp32) == len(bf16) == 20
+    assert np.any(bf16 != fp32)  # computed apart
+    np.testing.assert_allclose(bf16, fp32, rtol=0.02)
+    assert bf16[-1] < bf16[0] - 0.5

@@ -387,6 +387,9 @@ class Decoder(nnx.Module):
         )
         self.final_norm = Norm(cfg)
         self.lm_head = None if cfg.tie_embeddings else _linear(cfg, cfg.dim, cfg.vocab_size, rngs)
+        # x [..., d], embedding [v, d] -> logits [..., v] of a tied head; None: embed.attend
+        # (tunixrt.models.dots.use_f32_results sets a float32-result product)
+        self.tied_head: Callable[[jax.Array, jax.Array], jax.Array] | None = None
 
     def __call__(
         self,
@@ -436,7 +439,12 @@ class Decoder(nnx.Module):
         """Output head of final-normed x [..., d]: float32 logits [..., v], soft-capped
         for Gemma 2."""
         cfg = self.cfg
-        logits = self.embed.attend(x) if self.lm_head is None else self.lm_head(x)
+        if self.lm_head is not None:
+            logits = self.lm_head(x)
+        elif self.tied_head is not None:
+            logits = self.tied_head(x, self.embed.embedding[...])
+        else:
+            logits = self.embed.attend(x)
         logits = logits.astype(jnp.float32)
         if cfg.final_softcap is not None:
             logits = cfg.final_softcap * jnp.tanh(logits / cfg.final_softcap)

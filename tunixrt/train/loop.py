@@ -61,7 +61,7 @@ def train(cfg: TrainConfig | DictConfig, run: RunContext | str | Path | None = N
     started = time.perf_counter()
     typed = validate(cfg)
     context = RunContext.of(run, typed.run.name)
-    enable_compile_cache(typed.device.compile_cache_dir)
+    enable_compile_cache(_compile_cache_dir(typed))
     with open_run(typed, context) as r:
         result = TrainResult(context.run_dir, r.loop.step, r.loop.last_eval_loss, r.resumed_from)
         result.final_eval_accuracy = r.loop.last_eval_accuracy
@@ -73,6 +73,17 @@ def train(cfg: TrainConfig | DictConfig, run: RunContext | str | Path | None = N
             )
     _report(result, r, time.perf_counter() - started)
     return result
+
+
+def _compile_cache_dir(cfg: TrainConfig) -> str | None:
+    """device.compile_cache_dir, except in a multi-process run: there a resume whose
+    processes loaded their steps from JAX's persistent cache hung in the first step's
+    collectives (two CPU processes, Python 3.12), so every process compiles afresh."""
+    folder = cfg.device.compile_cache_dir
+    if folder is not None and cfg.device.distributed.enabled:
+        log.info("device.distributed: JAX's persistent compilation cache is off")
+        return None
+    return folder
 
 
 def fit(run: Run, result: TrainResult) -> None:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from tests.helpers.models import tiny_decoder_config
+from tests.helpers.models import VARIANTS, tiny_decoder_config
 from tunixrt.composition import compose
 from tunixrt.config import ConfigError, validate
 from tunixrt.errors import InputError
@@ -30,20 +30,11 @@ FAMILIES = {
     "llama": {},
     "mistral": dict(sliding_window=3),  # every layer windowed
     "qwen2": dict(qkv_bias=True, sliding_window=4, sliding_layers=(1,)),
-    "qwen3": dict(explicit_head_dim=12, qk_norm=True, rope_scaling="llama3", rope_factor=8.0),
+    "qwen3": VARIANTS["qwen3"],
     "gemma": GEMMA | dict(n_kv_heads=1),  # multi-query
     "gemma2_without_score_cap": GEMMA2,
     "gemma2": GEMMA2 | dict(attn_softcap=5.0),  # auto falls back to the reference
-    "gpt2": dict(
-        n_kv_heads=4,
-        norm="layer",
-        activation="gelu_tanh",
-        gated_mlp=False,
-        qkv_bias=True,
-        out_bias=True,
-        mlp_bias=True,
-        position="learned",
-    ),
+    "gpt2": VARIANTS["gpt2"] | dict(n_kv_heads=4),
 }
 
 # Two packed rows of 12: row 0 holds segments of 5 and 4 tokens, then 3 of padding

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from tests.helpers.config import compose_train
-from tests.helpers.processes import start_train
+from tests.helpers.processes import start_train, stepping_overrides, wait_for
 from tests.helpers.tensorboard import read_scalars
 from tunixrt.config import ConfigError, DistributedConfig
 from tunixrt.registry import Registry, get_run, list_runs
@@ -27,16 +27,7 @@ STEPS = 40
 
 
 def overrides(cache: Path) -> list[str]:
-    return [
-        "debug=fast",
-        f"trainer.max_steps={STEPS}",
-        "trainer.log_every=1",
-        "trainer.eval_every=10",
-        "checkpoint.every_steps=2",
-        "checkpoint.keep=30",
-        f"optimizer.decay_steps={STEPS}",
-        f"device.compile_cache_dir={cache}",
-    ]
+    return stepping_overrides(STEPS, cache, checkpoint_every=2)
 
 
 def free_port() -> int:
@@ -75,14 +66,6 @@ def finish(procs: list[subprocess.Popen[str]], timeout: float = 180) -> list[tup
     return out
 
 
-def wait_for(path: Path, procs: list[subprocess.Popen[str]], timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert all(p.poll() is None for p in procs), "a process ended before " + str(path)
-        assert time.monotonic() < deadline, f"{path} did not appear in {timeout} s"
-        time.sleep(0.02)
-
-
 def stopped_step(output: str) -> int:
     found = re.search(r"stopped by SIGTERM after step (\d+)", output)
     assert found, output[-3000:]
@@ -99,7 +82,7 @@ def test_two_processes_train_stop_together_resume_and_match_one_process(tmp_path
     run_dir = tmp_path / "run"
     common = [*overrides(cache), f"registry.url='{url}'", f"hydra.run.dir={run_dir}"]
     procs = start_processes(common)
-    wait_for(run_dir / "checkpoints" / "2", procs)
+    wait_for("checkpoints/2", run_dir, procs)
     procs[1].send_signal(signal.SIGTERM)  # only the second process hears it
     (code0, out0), (code1, out1) = finish(procs)
     assert code0 == code1 == 128 + signal.SIGTERM, out0[-3000:] + out1[-3000:]

@@ -18,7 +18,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from tests.helpers.config import compose_train
-from tests.helpers.processes import start_train
+from tests.helpers.processes import start_train, stepping_overrides, wait_for
 from tests.helpers.tensorboard import read_scalars
 from tunixrt.registry import Registry, get_run, list_runs
 from tunixrt.train import train
@@ -28,31 +28,13 @@ STEPS = 40
 
 
 def overrides(cache: Path) -> list[str]:
-    return [
-        "debug=fast",
-        f"trainer.max_steps={STEPS}",
-        "trainer.log_every=1",
-        "trainer.eval_every=10",
-        "checkpoint.every_steps=4",
-        "checkpoint.keep=20",
-        f"optimizer.decay_steps={STEPS}",
-        f"device.compile_cache_dir={cache}",
-    ]
+    return stepping_overrides(STEPS, cache, checkpoint_every=4)
 
 
 def params(run_dir: Path) -> dict:
     with ocp.CheckpointManager(run_dir / "checkpoints", item_names=("state", "meta")) as m:
         state = m.restore(STEPS, args=ocp.args.Composite(state=ocp.args.PyTreeRestore())).state
     return jax.tree.map(np.asarray, state)
-
-
-def wait_for(paths: str, root: Path, proc, timeout: float = 180) -> Path:
-    deadline = time.monotonic() + timeout
-    while not (found := sorted(root.glob(paths))):
-        assert proc.poll() is None, proc.stdout.read() if proc.stdout else "ended"
-        assert time.monotonic() < deadline, f"{paths} did not appear under {root}"
-        time.sleep(0.02)
-    return found[0]
 
 
 def test_sigusr2_saves_requeues_and_resumes_exactly(tmp_path):
@@ -69,8 +51,8 @@ def test_sigusr2_saves_requeues_and_resumes_exactly(tmp_path):
         f"registry.url='{url}'",
         f"hydra.sweep.dir={sweep}",
     )
-    wait_for("*/checkpoints/4", sweep, proc)
-    job_pid = json.loads(wait_for("*/.lock", sweep, proc).read_text())["pid"]
+    wait_for("*/checkpoints/4", sweep, [proc])
+    job_pid = json.loads(wait_for("*/.lock", sweep, [proc]).read_text())["pid"]
     os.kill(job_pid, signal.SIGUSR2)  # what SLURM sends before a time limit
 
     statuses: list[str] = []

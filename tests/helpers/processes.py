@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from tests.helpers.config import without_answer_eval
@@ -45,13 +46,41 @@ def start_train(
     )
 
 
+def stepping_overrides(steps: int, cache: Path, *, checkpoint_every: int) -> list[str]:
+    """`debug=fast` for `steps` steps, every step logged, a checkpoint every
+    `checkpoint_every` steps (all kept) and a fixed decay horizon, so a run stopped and
+    resumed follows the straight one step for step; `cache` is the compilation cache."""
+    return [
+        "debug=fast",
+        f"trainer.max_steps={steps}",
+        "trainer.log_every=1",
+        "trainer.eval_every=10",
+        f"checkpoint.every_steps={checkpoint_every}",
+        f"checkpoint.keep={steps}",
+        f"optimizer.decay_steps={steps}",
+        f"device.compile_cache_dir={cache}",
+    ]
+
+
+def wait_for(
+    pattern: str, root: Path, procs: Sequence[subprocess.Popen[str]], timeout: float = 180
+) -> Path:
+    """The first path under `root` matching `pattern`, once one exists; fails if a
+    process in `procs` ends first (with its output) or `timeout` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while not (found := sorted(root.glob(pattern))):
+        for proc in procs:
+            if proc.poll() is not None:
+                output = proc.stdout.read() if proc.stdout else ""
+                raise AssertionError(f"a run ended before {pattern} appeared: {output[-3000:]}")
+        assert time.monotonic() < deadline, f"{pattern} did not appear under {root}"
+        time.sleep(0.02)
+    return found[0]
+
+
 def kill_when(proc: subprocess.Popen[str], path: Path, timeout: float = 120) -> None:
     """SIGKILL `proc` as soon as `path` exists (e.g. a checkpoint landed); fails if the
     process ends first or `timeout` seconds pass."""
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert proc.poll() is None, f"the run ended before {path} appeared"
-        assert time.monotonic() < deadline, f"{path} did not appear in {timeout} s"
-        time.sleep(0.02)
+    wait_for(path.name, path.parent, [proc], timeout)
     proc.kill()
     proc.wait(timeout=30)

@@ -17,8 +17,11 @@ import numpy as np
 import pytest
 
 from tests.helpers.config import compose_train
+from tests.helpers.data import addition_traces, write_jsonl
 from tests.helpers.processes import start_train, stepping_overrides, wait_for
 from tests.helpers.tensorboard import read_scalars
+from tests.test_train_grpo import common as grpo_common
+from tests.test_train_grpo import grpo
 from tunixrt.config import ConfigError, DistributedConfig
 from tunixrt.registry import Registry, get_run, list_runs
 from tunixrt.train import train
@@ -108,6 +111,29 @@ def test_two_processes_train_stop_together_resume_and_match_one_process(tmp_path
         row = get_run(reg, only.id)
     assert row.status == "completed" and row.last_step == STEPS and row.resume_count == 1
     assert row.device_count == 2
+
+
+@pytest.mark.slow
+def test_two_processes_run_grpo_as_one(tmp_path):
+    """Both processes sample the same groups (one program over both devices, the same
+    seed) and each device trains on half of the rows: the losses and rewards are the
+    one-process run's."""
+    data = write_jsonl(tmp_path / "add.jsonl", addition_traces(200))
+    cache, sft = tmp_path / "jax_cache", tmp_path / "sft"
+    start = [*grpo_common(data, cache), "trainer.max_steps=60", "optimizer.lr=1e-2"]
+    train(compose_train(start), sft)
+    runs = grpo(data, cache, sft, "trainer.max_steps=3")
+    train(compose_train(runs), tmp_path / "one")
+    procs = start_processes([*runs, f"hydra.run.dir={tmp_path / 'two'}"])
+    for code, out in finish(procs):
+        assert code == 0, out[-3000:]
+    got, want = read_scalars(tmp_path / "two" / "tb"), read_scalars(tmp_path / "one" / "tb")
+    for tag in ("train/loss", "grpo/reward", "grpo/completion_tokens", "grpo/kl"):
+        assert [s for s, _ in got[tag]] == [1, 2, 3], tag
+        np.testing.assert_allclose(
+            [v for _, v in got[tag]], [v for _, v in want[tag]], rtol=1e-5, atol=1e-5
+        )
+    assert any(v > 0 for _, v in want["grpo/reward_std"])  # the steps had something to learn
 
 
 def free_slurm_port() -> int:

@@ -6,7 +6,6 @@ resumes exactly; several devices are refused."""
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import jax
@@ -25,7 +24,6 @@ from tunixrt.algorithms.preferences import RankedPair, pair_batch, rank_pairs, r
 from tunixrt.algorithms.rewards import Sample, score_samples
 from tunixrt.algorithms.rollout import Rollout
 from tunixrt.config import ConfigError, validate
-from tunixrt.devices import setup_devices
 from tunixrt.evaluation.generate import decode_completion
 from tunixrt.registry import Registry, run_id_of_folder
 from tunixrt.train.init_from import find_origin, start_from
@@ -238,12 +236,3 @@ def test_dpo_on_policy_resumes_exactly(data, jax_cache, sft, tmp_path):
     want, got = params(saved_model(straight, 4)), params(saved_model(stopped, 4))
     for name, value in want.items():
         np.testing.assert_array_equal(got[name], value, err_msg=name)
-
-
-@pytest.mark.slow
-def test_dpo_on_policy_runs_on_one_device(data, jax_cache, sft):
-    cfg = validate(compose_train(online(data, jax_cache, sft)))
-    one = setup_devices(cfg.device)
-    two = dataclasses.replace(one, devices=(*one.devices, *one.devices))
-    with pytest.raises(ConfigError, match="algorithm=dpo runs on one device; this run has 2"):
-        setup(cfg, devices=two)

@@ -13,11 +13,12 @@ from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from tunixrt.config import DeviceConfig, DistributedConfig, MatmulOutput, Platform, Precision
 from tunixrt.errors import InputError
-from tunixrt.sharding import batch_spec, batch_splits, build_mesh, describe
+from tunixrt.sharding import batch_spec, batch_splits, build_mesh, describe, put_whole
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,13 @@ class Devices:
     @property
     def replicated(self) -> NamedSharding:
         return NamedSharding(self.mesh, PartitionSpec())
+
+    def put_batch(self, whole: np.ndarray) -> jax.Array:
+        """A [rows, ...] batch every process holds whole (sampled by the same program from
+        the same seed) on the mesh: rows split over data x fsdp where they divide evenly,
+        else replicated."""
+        split = whole.shape[0] % self.batch_splits == 0
+        return put_whole(whole, self.data_sharding if split else self.replicated)
 
 
 def _set_env(cfg: DeviceConfig) -> None:

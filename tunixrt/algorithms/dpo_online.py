@@ -18,7 +18,6 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from flax import nnx
 
 from tunixrt.algorithms.dpo_trainer import DpoSteps
 from tunixrt.algorithms.preferences import (
@@ -30,28 +29,18 @@ from tunixrt.algorithms.preferences import (
 )
 from tunixrt.algorithms.rollout import bucket_width
 from tunixrt.algorithms.sampling import Groups, GroupSampler
-from tunixrt.algorithms.trainer import StepResult
-from tunixrt.config import TrainConfig
-from tunixrt.evaluation.generate import Tokenizer
-from tunixrt.models import Decoder
+from tunixrt.algorithms.trainer import Context, StepResult
 
 
 class OnPolicyDpoTrainer(DpoSteps):
     """DPO on pairs ranked from the policy's own samples; `step(n)` samples, ranks and
     steps."""
 
-    def __init__(
-        self,
-        cfg: TrainConfig,
-        model: Decoder,
-        optimizer: nnx.Optimizer,
-        tokenizer: Tokenizer,
-        wrt: type[nnx.Variable],
-    ) -> None:
-        super().__init__(cfg, model, optimizer, tokenizer, wrt)
-        self.sampler = GroupSampler(cfg, model, tokenizer)
+    def __init__(self, ctx: Context) -> None:
+        super().__init__(ctx)
+        self.sampler = GroupSampler(ctx.cfg, ctx.model, ctx.tokenizer)
         self.order = self.sampler.order
-        self.seq_len, self.eos_id = cfg.trainer.seq_len, tokenizer.eos_id
+        self.seq_len, self.eos_id = ctx.cfg.trainer.seq_len, ctx.tokenizer.eos_id
 
     def pairs(self, n: int) -> tuple[Groups, list[RankedPair], PairBatch]:
         """Step n's sampled groups, the pairs ranked from them, and their batch."""

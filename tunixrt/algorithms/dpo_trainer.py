@@ -13,7 +13,6 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
@@ -28,10 +27,9 @@ from tunixrt.algorithms.preferences import (
 )
 from tunixrt.algorithms.prompts import PromptOrder
 from tunixrt.algorithms.reference import Reference
-from tunixrt.algorithms.trainer import OrderedStep, StepResult
+from tunixrt.algorithms.trainer import Context, OrderedStep, StepResult
 from tunixrt.algorithms.update import descend
-from tunixrt.config import ConfigError, TrainConfig
-from tunixrt.evaluation.generate import Tokenizer
+from tunixrt.config import ConfigError
 from tunixrt.models import Decoder
 
 # inputs, targets [2 * pairs, width] int32; mask, ref_logp [2 * pairs, width] float32;
@@ -78,28 +76,24 @@ class DpoSteps(OrderedStep):
     """DPO's state beside the model and optimizer, whatever the pairs' source: the
     reference and the compiled step. Subclasses give the pairs and their order."""
 
-    def __init__(
-        self,
-        cfg: TrainConfig,
-        model: Decoder,
-        optimizer: nnx.Optimizer,
-        tokenizer: Tokenizer,
-        wrt: type[nnx.Variable],
-    ) -> None:
-        a = cfg.algorithm
-        self.model, self.optimizer, self.beta = model, optimizer, a.beta
-        self.per_step, self.pad_id = a.prompts_per_step, tokenizer.eos_id
+    def __init__(self, ctx: Context) -> None:
+        a = ctx.cfg.algorithm
+        self.model, self.optimizer, self.beta = ctx.model, ctx.optimizer, a.beta
+        self.per_step, self.pad_id = a.prompts_per_step, ctx.tokenizer.eos_id
+        self.put = ctx.devices.put_batch
         # DPO always has a reference: its implicit reward is measured against it
-        self.start = self.reference = Reference(model, lora=cfg.model.lora.rank > 0)
-        self._step = make_dpo_step(wrt, beta=a.beta)
+        self.start = self.reference = Reference(ctx.model, lora=ctx.cfg.model.lora.rank > 0)
+        self._step = make_dpo_step(ctx.wrt, beta=a.beta)
 
     def _device_batch(self, host: PairBatch) -> DpoBatch:
-        inputs, targets = jnp.asarray(host.inputs), jnp.asarray(host.targets)
+        # every process built the same pairs: each device takes its share of the rows
+        inputs, targets = self.put(host.inputs), self.put(host.targets)
         return {
             "inputs": inputs,
             "targets": targets,
-            "mask": jnp.asarray(host.mask),
-            "weights": jnp.asarray(host.weights),
+            "mask": self.put(host.mask),
+            # [pairs]: replicated unless the pairs split as evenly as the rows
+            "weights": self.put(host.weights),
             "ref_logp": self.start.logprobs(inputs, targets),
         }
 
@@ -118,15 +112,9 @@ class DpoSteps(OrderedStep):
 class DpoTrainer(DpoSteps):
     """DPO on the pairs of algorithm.pairs, less a held-out share for evaluation."""
 
-    def __init__(
-        self,
-        cfg: TrainConfig,
-        model: Decoder,
-        optimizer: nnx.Optimizer,
-        tokenizer: Tokenizer,
-        wrt: type[nnx.Variable],
-    ) -> None:
-        super().__init__(cfg, model, optimizer, tokenizer, wrt)
+    def __init__(self, ctx: Context) -> None:
+        super().__init__(ctx)
+        cfg, tokenizer = ctx.cfg, ctx.tokenizer
         a = cfg.algorithm
         assert a.pairs is not None  # the on-policy source is OnPolicyDpoTrainer's
         encoded = encode_pairs(read_pairs(a.pairs), tokenizer)

@@ -15,40 +15,33 @@ import time
 
 import jax
 import jax.numpy as jnp
-from flax import nnx
+import numpy as np
 
 from tunixrt.algorithms.grpo import equal_reward_share, group_advantages
 from tunixrt.algorithms.grpo_update import PolicyStep, logprobs, make_policy_step
 from tunixrt.algorithms.reference import Reference
 from tunixrt.algorithms.rollout import completion_batch, row_width
 from tunixrt.algorithms.sampling import GroupSampler
-from tunixrt.algorithms.trainer import OrderedStep, StepResult
-from tunixrt.config import AlgorithmConfig, TrainConfig
-from tunixrt.evaluation.generate import Tokenizer
-from tunixrt.models import Decoder
+from tunixrt.algorithms.trainer import Context, OrderedStep, StepResult
+from tunixrt.config import AlgorithmConfig
 
 
 class GrpoTrainer(OrderedStep):
     """GRPO's state beside the model and optimizer: the prompts, their order and the
     reference. `step(n)` runs optimizer step n (and the iterations after it)."""
 
-    def __init__(
-        self,
-        cfg: TrainConfig,
-        model: Decoder,
-        optimizer: nnx.Optimizer,
-        tokenizer: Tokenizer,
-        wrt: type[nnx.Variable],
-    ) -> None:
-        self.a: AlgorithmConfig = cfg.algorithm
-        self.model, self.optimizer, self.tokenizer = model, optimizer, tokenizer
-        self.sampler = GroupSampler(cfg, model, tokenizer)
+    def __init__(self, ctx: Context) -> None:
+        self.a: AlgorithmConfig = ctx.cfg.algorithm
+        self.model, self.optimizer, self.tokenizer = ctx.model, ctx.optimizer, ctx.tokenizer
+        self.put = ctx.devices.put_batch
+        self.sampler = GroupSampler(ctx.cfg, ctx.model, ctx.tokenizer)
         self.order = self.sampler.order
-        self.seq_len = cfg.trainer.seq_len
+        self.seq_len = ctx.cfg.trainer.seq_len
         # the KL's reference; None without a KL penalty
-        self.reference = Reference(model, lora=cfg.model.lora.rank > 0) if self.a.beta > 0 else None
+        lora = ctx.cfg.model.lora.rank > 0
+        self.reference = Reference(ctx.model, lora=lora) if self.a.beta > 0 else None
         self._step: PolicyStep = make_policy_step(
-            wrt, eps_low=self.a.eps_low, eps_high=self.a.eps_high, beta=self.a.beta
+            ctx.wrt, eps_low=self.a.eps_low, eps_high=self.a.eps_high, beta=self.a.beta
         )
 
     # ------------------------------------------------------------------ the step
@@ -63,12 +56,13 @@ class GrpoTrainer(OrderedStep):
             pad_id=self.tokenizer.eos_id,
             seq_len=row_width(rollout, self.seq_len),
         )
-        inputs, targets = jnp.asarray(batch.inputs), jnp.asarray(batch.targets)
+        # every process sampled the same rows: each device takes its share of them
+        inputs, targets = self.put(batch.inputs), self.put(batch.targets)
         policy_batch = {
             "inputs": inputs,
             "targets": targets,
-            "mask": jnp.asarray(batch.mask),
-            "advantages": advantages.reshape(-1),
+            "mask": self.put(batch.mask),
+            "advantages": self.put(np.asarray(advantages, np.float32).reshape(-1)),
         }
         if self.a.iterations > 1:  # later passes need the sampling policy's log-probs
             policy_batch["old_logp"] = logprobs(self.model, inputs, targets)

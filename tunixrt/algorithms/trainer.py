@@ -6,9 +6,28 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from flax import nnx
+
 from tunixrt.algorithms.prompts import PromptOrder
 from tunixrt.algorithms.reference import Reference
 from tunixrt.checkpoint import Checkpointer
+from tunixrt.config import TrainConfig
+from tunixrt.devices import Devices
+from tunixrt.evaluation.generate import Tokenizer
+from tunixrt.models import Decoder
+
+
+@dataclass(frozen=True)
+class Context:
+    """What an algorithm's step works on, built by the loop's setup."""
+
+    cfg: TrainConfig
+    model: Decoder  # the policy, placed on the mesh
+    optimizer: nnx.Optimizer
+    tokenizer: Tokenizer
+    wrt: type[nnx.Variable]  # what the optimizer updates: nnx.Param, or nnx.LoRAParam
+    # the mesh: batches built on the host go on it through devices.put_batch
+    devices: Devices
 
 
 @dataclass

@@ -19,7 +19,7 @@ from jax.sharding import NamedSharding
 from tunixrt.algorithms.dpo_online import OnPolicyDpoTrainer
 from tunixrt.algorithms.dpo_trainer import DpoTrainer
 from tunixrt.algorithms.grpo_trainer import GrpoTrainer
-from tunixrt.algorithms.trainer import AlgorithmStep
+from tunixrt.algorithms.trainer import AlgorithmStep, Context
 from tunixrt.config import AlgorithmName, ConfigError, TrainConfig
 from tunixrt.data.batching import HostBatch
 from tunixrt.data.pipeline import Data, load_data
@@ -127,8 +127,8 @@ def setup(
     data.train.place_with(functools.partial(place_batch, accum=t.grad_accum, sharding=sharding))
     algorithm: AlgorithmStep | None = None
     if cfg.algorithm.name is not AlgorithmName.sft:
-        _check_one_device(devices, cfg.algorithm.name)
-        algorithm = _algorithm_step(cfg)(cfg, model, optimizer, data.tokenizer, wrt)
+        context = Context(cfg, model, optimizer, data.tokenizer, wrt, devices)
+        algorithm = _algorithm_step(cfg)(context)
     return Setup(cfg, devices, data, model, optimizer, schedule, step, answers, algorithm)
 
 
@@ -137,14 +137,6 @@ def _algorithm_step(cfg: TrainConfig) -> Callable[..., AlgorithmStep]:
     if cfg.algorithm.name is AlgorithmName.grpo:
         return GrpoTrainer
     return DpoTrainer if cfg.algorithm.pairs is not None else OnPolicyDpoTrainer
-
-
-def _check_one_device(devices: Devices, name: str) -> None:
-    if len(devices.devices) > 1:
-        raise ConfigError(
-            f"algorithm={name} runs on one device; this run has {len(devices.devices)} "
-            "(set device.mesh.data=1, or make one device visible)"
-        )
 
 
 def place_batch(batch: HostBatch, *, accum: int, sharding: NamedSharding) -> DeviceBatch:

@@ -127,17 +127,20 @@ class Norm(nnx.Module):
 
 
 class KVCache(NamedTuple):
-    """One layer's keys and values by position: slot j of row b holds position j."""
+    """One layer's keys and values by position: slot j of row b holds position j. Heads
+    come before positions, so a decode step's products read each row's kv head as one
+    contiguous [t, e] block (XLA:CPU transposed a [b, t, g, e] cache every step)."""
 
-    k: jax.Array  # [b, t, g, e]
-    v: jax.Array  # [b, t, g, e]
+    k: jax.Array  # [b, g, t, e]
+    v: jax.Array  # [b, g, t, e]
 
     def write(self, k: jax.Array, v: jax.Array, positions: jax.Array) -> KVCache:
         """Store k, v [b, s, g, e] at each row's own positions [b, s]."""
         rows = jnp.arange(k.shape[0])[:, None]  # [b, 1]
+        # the two index arrays around a slice index [b, s] first: the update is [b, s, g, e]
         return KVCache(
-            self.k.at[rows, positions].set(k.astype(self.k.dtype)),
-            self.v.at[rows, positions].set(v.astype(self.v.dtype)),
+            self.k.at[rows, :, positions].set(k.astype(self.k.dtype)),
+            self.v.at[rows, :, positions].set(v.astype(self.v.dtype)),
         )
 
 
@@ -146,7 +149,8 @@ class Attention(nnx.Module):
 
     Fused (`DecoderConfig.fused_attention`) through jax.nn.dot_product_attention, which
     reads kv head i // (h / g) for query head i without repeating k and v; otherwise
-    the reference einsums, which also apply Gemma 2's score soft-cap.
+    the reference einsums, which also apply Gemma 2's score soft-cap. Over a KV cache
+    (generation) both take the same grouped einsums (`_over_cache`).
     """
 
     def __init__(self, cfg: DecoderConfig, *, window: int | None, rngs: nnx.Rngs):
@@ -168,7 +172,7 @@ class Attention(nnx.Module):
         one sequence per row), within the window if any -> [b, s, d]."""
         q, k, v = self._project(x, rope)
         if self.fused:
-            out = self._fused(q, k, v, segment_mask(segment_ids), causal=True)
+            out = self._fused(q, k, v, segment_mask(segment_ids))
         else:
             mask = attention_mask(segment_ids, x.shape[1])
             if self.window is not None:
@@ -183,11 +187,7 @@ class Attention(nnx.Module):
         `mask` [b, 1, s, t] (`cache_mask`) already holds causality and the window."""
         q, k, v = self._project(x, rope)
         cache = cache.write(k, v, positions)
-        if self.fused:
-            out = self._fused(q, cache.k, cache.v, mask, causal=False)
-        else:
-            out = self._reference(q, cache.k, cache.v, mask)
-        return self._output(out), cache
+        return self._output(self._over_cache(q, cache, mask)), cache
 
     def _project(self, x: jax.Array, rope: Rope) -> tuple[jax.Array, jax.Array, jax.Array]:
         b, s, _ = x.shape
@@ -200,22 +200,36 @@ class Attention(nnx.Module):
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
         return q, k, v
 
-    def _fused(
-        self, q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array | None, *, causal: bool
-    ) -> jax.Array:
+    def _fused(self, q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array | None) -> jax.Array:
         """q [b, q, h, e] over k, v [b, k, g, e] -> [b, q, h, e]; `mask` [b, 1, q, k] or
-        None. `causal` masks and windows by index, as `attention_mask` and `window_band`
-        do: a key at most window - 1 tokens back, none ahead."""
-        window = (self.window - 1, 0) if causal and self.window is not None else None
+        None. Causal and windowed by index, as `attention_mask` and `window_band` are: a
+        key at most window - 1 tokens back, none ahead."""
+        window = (self.window - 1, 0) if self.window is not None else None
         return jax.nn.dot_product_attention(
             q,
             k,
             v,
             mask=mask,
             scale=1.0 / math.sqrt(self.score_divisor_sq),
-            is_causal=causal,
+            is_causal=True,
             local_window_size=window,
         )
+
+    def _over_cache(self, q: jax.Array, cache: KVCache, mask: jax.Array) -> jax.Array:
+        """q [b, s, h, e] over the cache's k, v [b, g, t, e] -> [b, s, h, e]; `mask`
+        [b, 1, s, t]. Query head i reads kv head i // r (r = h / g) by splitting h into
+        [g, r], with no repeated k or v; the soft-cap as `_reference`."""
+        b, s, _, e = q.shape
+        g = self.n_kv_heads
+        q = q.reshape(b, s, g, self.n_heads // g, e)  # [b, s, g, r, e]
+        scores = jnp.einsum("bsgre,bgte->bgrst", q, cache.k, preferred_element_type=jnp.float32)
+        scores = scores / jnp.sqrt(jnp.float32(self.score_divisor_sq))
+        if self.softcap is not None:
+            scores = self.softcap * jnp.tanh(scores / self.softcap)
+        scores = scores + jnp.where(mask[:, :, None], 0.0, _MASK_VALUE)  # [b, g, r, s, t]
+        probs = jax.nn.softmax(scores, axis=-1).astype(cache.v.dtype)
+        out = jnp.einsum("bgrst,bgte->bsgre", probs, cache.v)
+        return out.reshape(b, s, self.n_heads, e)
 
     def _reference(self, q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array) -> jax.Array:
         """q [b, q, h, e] over k, v [b, k, g, e] -> [b, q, h, e]; `mask` [b, 1, q, k]."""
@@ -453,7 +467,7 @@ class Decoder(nnx.Module):
     def init_cache(self, batch: int, length: int) -> list[KVCache]:
         """Empty per-layer caches of `length` positions, for `extend`."""
         cfg = self.cfg
-        shape = (batch, length, cfg.n_kv_heads, cfg.head_dim)  # [b, t, g, e]
+        shape = (batch, cfg.n_kv_heads, length, cfg.head_dim)  # [b, g, t, e]
         zeros = jnp.zeros(shape, jnp.dtype(cfg.dtype))
         return [KVCache(zeros, zeros) for _ in self.layers]
 
@@ -467,7 +481,7 @@ class Decoder(nnx.Module):
         from position 0) and then one token at a time give the logits of `__call__`.
         """
         cfg = self.cfg
-        cache_len = caches[0].k.shape[1]
+        cache_len = caches[0].k.shape[2]
         if cache_len > cfg.max_seq_len:
             raise ValueError(
                 f"cache length {cache_len} exceeds DecoderConfig.max_seq_len={cfg.max_seq_len}"

@@ -11,6 +11,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from tests.helpers.data import write_jsonl
+from tests.test_train_dpo import sums
 from tunixrt.cli.main import main as tunixrt_cli
 from tunixrt.composition import compose
 from tunixrt.config import validate
@@ -98,14 +100,37 @@ def test_bench_of_grpo_splits_its_step_and_agrees_with_itself(capsys, bench_args
     grpo = ["algorithm=grpo", "algorithm.max_new_tokens=16", "dataset.families=[counting]"]
     assert tunixrt_cli([*bench_args, *grpo, "--steps", "2", "--warmup", "0", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
+    assert out["algorithm"] == "grpo"
     assert (out["prompts_per_step"], out["group_size"], out["max_new_tokens"]) == (8, 8, 16)
     assert min(out["sample_seconds"], out["train_seconds"], out["first_step_seconds"]) > 0
     assert out["step_seconds"] == pytest.approx(out["sample_seconds"] + out["train_seconds"])
     assert out["sample_share"] == pytest.approx(out["sample_seconds"] / out["step_seconds"])
     assert 0 < out["completion_tokens"] <= 16 + 1  # EOS counts
-    # the same completion tokens over each part's time
+    # GRPO trains on exactly the completion tokens it sampled: the same tokens over each
+    # part's time
     ratio = out["sampled_tokens_per_second"] / out["trained_tokens_per_second"]
     assert ratio == pytest.approx(out["train_seconds"] / out["sample_seconds"])
+
+
+def test_bench_of_dpo_times_its_steps(capsys, bench_args, tmp_path):
+    """DPO from a file samples nothing; on policy it samples as GRPO does."""
+    pairs = write_jsonl(tmp_path / "pairs.jsonl", sums(40, seed=0))
+    dpo = ["algorithm=dpo", "algorithm.prompts_per_step=4", "trainer.seq_len=64"]
+    steps = ["--steps", "2", "--warmup", "0", "--json"]
+    assert tunixrt_cli([*bench_args, *dpo, f"algorithm.pairs={pairs}", *steps]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert (out["algorithm"], out["prompts_per_step"], out["group_size"]) == ("dpo", 4, None)
+    assert out["sample_seconds"] == 0 and out["sampled_tokens_per_second"] is None
+    assert out["train_seconds"] == pytest.approx(out["step_seconds"])
+    assert out["train_seconds"] > 0
+    assert out["trained_tokens_per_second"] > 0
+
+    online = [*dpo, "algorithm.max_new_tokens=16", "dataset.families=[counting]"]
+    assert tunixrt_cli([*bench_args, *online, *steps]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert (out["group_size"], out["max_new_tokens"]) == (8, 16)
+    assert 0 < out["sample_share"] < 1 and out["sampled_tokens_per_second"] > 0
+    assert 0 < out["completion_tokens"] <= 16 + 1
 
 
 def test_bench_text_names_every_figure(capsys, bench_args):

@@ -67,6 +67,7 @@ class OnPolicyDpoTrainer(DpoSteps):
                 "dpo/equal_reward_groups": 1.0 - len(ranked) / len(groups.items),
                 "dpo/pair_reward_gap": float(np.mean(gaps)) if gaps else 0.0,
                 **{f"dpo/sample_{k}": v for k, v in groups.reward_scalars().items()},
+                **{f"dpo/{k}": v for k, v in groups.sampling_scalars().items()},
                 "dpo/sample_seconds": groups.sample_seconds,
                 "dpo/train_seconds": trained - groups.sampled_at,
             }

@@ -82,10 +82,9 @@ class GrpoTrainer(OrderedStep):
             "grpo/ratio": float(host["ratio"]),
             **{f"grpo/{k}": v for k, v in groups.reward_scalars().items()},
             "grpo/equal_reward_groups": float(equal_reward_share(jnp.asarray(rewards))),
-            "grpo/completion_tokens": float(batch.lengths.mean()),
+            **{f"grpo/{k}": v for k, v in groups.sampling_scalars().items()},
             "grpo/sample_seconds": groups.sample_seconds,
             "grpo/train_seconds": trained - groups.sampled_at,
-            "grpo/sampled_tokens_per_sec": tokens / max(groups.sample_seconds, 1e-9),
         }
         return StepResult(metrics, tokens)
 

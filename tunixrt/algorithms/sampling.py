@@ -47,6 +47,15 @@ class Groups:
         """[prompts, group] total rewards."""
         return self.scored.total.reshape(len(self.items), self.rollout.group_size)
 
+    def sampling_scalars(self) -> dict[str, float]:
+        """Mean completion length (EOS included), and completion tokens per second of
+        the generation call."""
+        tokens = [s.tokens for s in self.samples]
+        return {
+            "completion_tokens": float(np.mean(tokens)),
+            "sampled_tokens_per_sec": sum(tokens) / max(self.sample_seconds, 1e-9),
+        }
+
     def reward_scalars(self) -> dict[str, float]:
         """Mean and spread of the total reward and of each reward function, and the share
         of correct answers (`accuracy`) whether or not `correct` is weighted."""

@@ -38,8 +38,8 @@ def run(args: argparse.Namespace) -> int:
     origin = find_origin(cfg)
     if origin is not None:  # a trained model's completions end as a run's would
         start_from(origin, s.model, s.data.tokenizer)
-    if cfg.algorithm.name == "grpo":
-        return _grpo(s, args)
+    if s.algorithm is not None:
+        return _algorithm(s, args)
     result = bench_step(
         s,
         steps=args.steps,
@@ -67,12 +67,13 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _grpo(s: Any, args: argparse.Namespace) -> int:
-    """algorithm=grpo: sampling and training time of GRPO steps instead of the SFT step."""
-    from tunixrt.train.timing_grpo import bench_grpo, format_grpo
+def _algorithm(s: Any, args: argparse.Namespace) -> int:
+    """algorithm=grpo or dpo: sampling and training time of its steps instead of the
+    SFT step."""
+    from tunixrt.train.timing_algorithm import bench_algorithm, format_algorithm
 
-    result = bench_grpo(s, steps=args.steps, warmup=args.warmup)
-    text = json.dumps(asdict(result), indent=2) if args.json else format_grpo(result)
+    result = bench_algorithm(s, steps=args.steps, warmup=args.warmup)
+    text = json.dumps(asdict(result), indent=2) if args.json else format_algorithm(result)
     sys.stdout.write(text + "\n")
     return 0
 
@@ -88,9 +89,10 @@ def add_parser(sub: Any) -> None:
         "greedy generation with its model (prefill and decode tokens/s, on the "
         "trainer's rows with prompts of half a row). Writes nothing but a temporary "
         "checkpoint (with --checkpoint) and JAX's compilation cache. Example: tunixrt bench "
-        "model=llama_small --reference torch --bare --json. With algorithm=grpo it times "
-        "--warmup then --steps GRPO steps instead: sampling and training time, sampled and "
-        "trained tokens/s (--rounds, --reference, --bare and --checkpoint do not apply). "
+        "model=llama_small --reference torch --bare --json. With algorithm=grpo or dpo it "
+        "times --warmup then --steps of its steps instead: sampling and training time, "
+        "sampled and trained tokens/s (--rounds, --reference, --bare and --checkpoint do "
+        "not apply). "
         "init.from=RUN starts the model from a run's weights, as training would.",
     )
     b.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model=llama_small")

@@ -1,7 +1,8 @@
 """bf16 projections through float32 results (tunixrt.models.dots): the product and both
 gradients equal the float32 products of the same bf16 values rounded once to bf16; a
-model switched to them keeps its parameters, its LoRA adapters and its logits; and the
-device setting picks them on a CPU only for bf16."""
+model switched to them keeps its parameters, its LoRA adapters and its logits; fp32
+projections through the same product (on a CPU) give lax's products and gradients; and
+the device setting picks them on a CPU for bf16 and fp32."""
 
 from __future__ import annotations
 
@@ -87,10 +88,55 @@ def test_other_products_are_left_to_lax():
     np.testing.assert_array_equal(
         dot_general_f32_result(a, b, batched), jax.lax.dot_general(a, b, batched)
     )
-    x32, w32 = a[0].astype(jnp.float32), b[0].astype(jnp.float32)
+    x32, w16 = a[0].astype(jnp.float32), b[0]
     contract = (((1,), (0,)), ((), ()))
-    np.testing.assert_array_equal(
-        dot_general_f32_result(x32, w32, contract), jax.lax.dot_general(x32, w32, contract)
+    mixed = dot_general_f32_result(x32, w16, contract)
+    assert mixed.dtype == jax.lax.dot_general(x32, w16, contract).dtype == jnp.float32
+    asked = dot_general_f32_result(a[0], w16, contract, preferred_element_type=jnp.float32)
+    assert asked.dtype == jnp.float32  # lax's, not rounded to bf16
+
+
+def test_fp32_product_and_gradients_are_lax_ones():
+    """The fp32 path (CPU): the same values and gradients as lax's product and JAX's own
+    derivative, whose weight gradient contracts batch and sequence axes separately."""
+    x = jax.random.normal(jax.random.key(0), (3, 5, 96))
+    w = jax.random.normal(jax.random.key(1), (96, 40))
+    g = jax.random.normal(jax.random.key(2), (3, 5, 40))
+    contract = (((2,), (0,)), ((), ()))
+    y, vjp = jax.vjp(lambda x, w: dot_general_f32_result(x, w, contract), x, w)
+    want_y, want_vjp = jax.vjp(lambda x, w: jax.lax.dot_general(x, w, contract), x, w)
+    assert y.dtype == jnp.float32
+    for got, want in zip((y, *vjp(g)), (want_y, *want_vjp(g)), strict=True):
+        np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-5)
+    x64, w64, g64 = (np.asarray(a, np.float64) for a in (x, w, g))
+    dw = np.asarray(vjp(g)[1], np.float64)
+    np.testing.assert_allclose(
+        dw, x64.reshape(-1, 96).T @ g64.reshape(-1, 40), rtol=1e-5, atol=1e-4
+    )
+    np.testing.assert_allclose(np.asarray(y), x64 @ w64, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize(("lora", "tied"), [(True, False), (False, True)])
+def test_a_switched_fp32_model_keeps_its_logits_and_gradients(lora, tied):
+    def build() -> Decoder:
+        model = Decoder(tiny_decoder_config(dtype="float32", tie_embeddings=tied), rngs=nnx.Rngs(0))
+        if lora:
+            apply_lora(model, rank=4, alpha=8.0, targets=("q_proj", "v_proj"), rngs=nnx.Rngs(1))
+        return model
+
+    plain, switched = build(), build()
+    assert use_f32_results(switched) == len(projections(switched))
+    tokens = jax.random.randint(jax.random.key(5), (2, 16), 0, 64)
+
+    def loss(model: Decoder) -> jax.Array:
+        return (model(tokens) ** 2).mean()
+
+    (want, want_grads), (got, got_grads) = (nnx.value_and_grad(loss)(m) for m in (plain, switched))
+    np.testing.assert_allclose(float(got), float(want), rtol=1e-6)
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-7),
+        nnx.state(got_grads),
+        nnx.state(want_grads),
     )
 
 
@@ -130,13 +176,15 @@ def test_a_switched_model_keeps_its_weights_and_logits(lora, tied):
     [
         (MatmulOutput.auto, BF16, "cpu", True),
         (MatmulOutput.auto, BF16, "gpu", False),
-        (MatmulOutput.auto, jnp.float32, "cpu", False),
+        (MatmulOutput.auto, jnp.float32, "cpu", True),
+        (MatmulOutput.auto, jnp.float32, "gpu", False),
         (MatmulOutput.float32, BF16, "gpu", True),
         (MatmulOutput.bf16, BF16, "cpu", False),
-        (MatmulOutput.float32, jnp.float32, "cpu", False),
+        (MatmulOutput.bf16, jnp.float32, "cpu", True),  # the setting is about bf16
+        (MatmulOutput.float32, jnp.float32, "tpu", False),
     ],
 )
-def test_auto_takes_float32_results_for_bf16_on_a_cpu(setting, dtype, platform, want):
+def test_which_runs_take_the_product(setting, dtype, platform, want):
     assert f32_matmul_output(setting, jnp.dtype(dtype), platform) is want
 
 
@@ -144,7 +192,7 @@ def test_the_devices_say_so():
     assert setup_devices(
         DeviceConfig(platform=Platform.cpu, precision=Precision.bf16)
     ).f32_matmul_output
-    assert not setup_devices(DeviceConfig(platform=Platform.cpu)).f32_matmul_output
+    assert setup_devices(DeviceConfig(platform=Platform.cpu)).f32_matmul_output  # fp32
 
 
 @pytest.mark.slow

@@ -36,7 +36,8 @@ class Devices:
     devices: tuple[jax.Device, ...]
     mesh: Mesh
     compute_dtype: jnp.dtype
-    # bf16 projections return float32 before rounding (tunixrt.models.dots)
+    # projections through tunixrt.models.dots.project: bf16 returning float32 before
+    # rounding, or fp32 on a CPU (its weight gradients over flattened rows)
     f32_matmul_output: bool = False
 
     @property
@@ -151,8 +152,12 @@ def is_primary() -> bool:
 
 
 def f32_matmul_output(setting: MatmulOutput, dtype: jnp.dtype, platform: str) -> bool:
-    """Whether bf16 projections go through float32 results: asked, or auto on a CPU,
-    where XLA's bf16-result product runs at about half the speed."""
+    """Whether the projections go through tunixrt.models.dots' product. bf16: asked, or
+    auto on a CPU, where XLA's bf16-result product runs at about half the speed. fp32:
+    on a CPU, where the product's weight gradient over flattened rows spares XLA:CPU
+    the transposing copies its own gradient makes (the setting is about bf16 only)."""
+    if dtype == jnp.float32:
+        return platform == "cpu"
     if dtype != jnp.bfloat16:
         return False
     return setting is MatmulOutput.float32 or (setting is MatmulOutput.auto and platform == "cpu")
@@ -173,6 +178,8 @@ def setup_devices(cfg: DeviceConfig) -> Devices:
         jax.process_count(),
         describe(mesh),
         jnp.dtype(dtype).name,
-        " (projections through float32 results)" if f32_output else "",
+        " (projections through float32 results)"
+        if f32_output and jnp.dtype(dtype) == jnp.bfloat16
+        else "",
     )
     return Devices(platform, tuple(devices), mesh, jnp.dtype(dtype), f32_output)

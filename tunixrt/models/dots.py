@@ -8,6 +8,13 @@ compute in float32 results and round to bf16 after, in the forward pass and in b
 products of the backward pass, so the activations and their gradients stay bf16 as
 `device.precision=bf16` asks; the output head (tied to the embedding or not) keeps its
 float32 logits, and its backward products take the logits' gradient in bf16.
+
+fp32 projections on a CPU go through the same product for its backward pass: the
+weight gradient is one product over the rows flattened to [tokens, in] and
+[tokens, out], where the gradient JAX derives contracts batch and sequence axes
+separately and XLA:CPU copies each layer's [batch, seq, out] gradient into a
+transposed layout first (a quarter of a small model's step; measured 63 against 27 ms
+for an MLP block's forward and backward at 4096 tokens x 128 x 384, 2-core Xeon).
 """
 
 from __future__ import annotations
@@ -87,10 +94,11 @@ def _through(product: Callable[[jax.Array, jax.Array], jax.Array]) -> Callable[.
         **kwargs: Any,
     ) -> jax.Array:
         """jax.lax.dot_general's signature (what nnx.Linear calls): a projection's
-        bf16 product goes through `product`; anything else is left to lax."""
+        product of two bf16 or two float32 operands goes through `product`; anything
+        else is left to lax."""
         if (
-            lhs.dtype == jnp.bfloat16
-            and rhs.dtype == jnp.bfloat16
+            lhs.dtype == rhs.dtype
+            and lhs.dtype in (jnp.bfloat16, jnp.float32)
             and preferred_element_type is None
             and _contracts_last(lhs, rhs, dimension_numbers)
         ):

@@ -21,6 +21,7 @@ from tunixrt.models.factory import decoder_config
 from tunixrt.train.bare import bare_step
 from tunixrt.train.peaks import matmul_flops, mfu_peak, vendor_peak
 from tunixrt.train.setup import setup, to_device
+from tunixrt.train.timing import _alternate, _Contender
 from tunixrt.train.torch_reference import torch_step
 
 pytestmark = pytest.mark.slow
@@ -186,3 +187,25 @@ def test_torch_reference_starts_uniform_and_learns(tiny_setup):
     sync()
     assert losses[0] == pytest.approx(math.log(2048), abs=0.3)
     assert losses[-1] < losses[0] - 0.1
+
+
+def test_alternated_rounds_start_with_an_untimed_step():
+    """Rounds go a, b, a, b; with two implementations each round begins with one step
+    of its own that is not in its time, alone none is added."""
+    calls: list[str] = []
+
+    def contender(name: str) -> _Contender:
+        def step() -> tuple[int, int]:
+            calls.append(name)
+            return 1, 1
+
+        return _Contender(name, step, lambda: None)
+
+    both = _alternate([contender("a"), contender("b")], steps=3, warmup=1, rounds=2)
+    # compile step + 1 warmup each, then per round 1 untimed + 3 timed
+    assert calls == ["a", "a", "b", "b"] + (["a"] * 4 + ["b"] * 4) * 2
+    assert [len(rounds) for _, rounds in both.values()] == [2, 2]
+    assert all(r[1] == 3 for _, rounds in both.values() for r in rounds)  # 3 timed steps
+    calls.clear()
+    _alternate([contender("a")], steps=3, warmup=0, rounds=2)
+    assert calls == ["a"] * 7

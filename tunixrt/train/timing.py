@@ -226,11 +226,16 @@ def _alternate(
     contenders: list[_Contender], *, steps: int, warmup: int, rounds: int
 ) -> dict[str, tuple[float, list[Round]]]:
     """Compile each, then time them in alternating rounds (a, b, a, b, ...), so a
-    machine whose speed drifts (other load, clocks) affects each alike."""
+    machine whose speed drifts (other load, clocks) affects each alike. With more than
+    one, every round starts with an untimed step: the steps right after the other
+    implementation's ran slower (XLA after PyTorch: 4.3-4.7 against 4.0 s a step at
+    llama_small on a 2-core Xeon, the allocator's and caches' state it left behind)."""
     first = {c.name: _first(c, warmup) for c in contenders}
     timed: dict[str, list[Round]] = {c.name: [] for c in contenders}
     for r in range(rounds):
         for c in contenders:
+            if len(contenders) > 1:
+                _round(c, 1)
             timed[c.name].append(_round(c, steps))
             log.info(
                 "round %d %s: %.1f ms a step", r + 1, c.name, 1000 * timed[c.name][-1][0] / steps

@@ -12,10 +12,13 @@ from flax import nnx
 
 from tests.helpers.models import VARIANTS, tiny_decoder_config
 from tunixrt.composition import compose
-from tunixrt.config import ConfigError, validate
+from tunixrt.config import ConfigError, DeviceConfig, ModelConfig, Platform, validate
+from tunixrt.devices import setup_devices
 from tunixrt.errors import InputError
 from tunixrt.evaluation import generate_tokens
-from tunixrt.models import Decoder
+from tunixrt.models import Decoder, decoder
+from tunixrt.models.decoder import use_query_blocks
+from tunixrt.models.factory import build_model
 
 GEMMA = dict(explicit_head_dim=16, norm_offset=1.0, activation="gelu_tanh", embed_scale=True)
 GEMMA2 = GEMMA | dict(
@@ -98,6 +101,55 @@ def test_fused_training_forward_and_gradients_equal_reference(family):
     assert [path for path, _ in flat] == [path for path, _ in flat_r]
     for (path, g), (_, g_r) in zip(flat, flat_r, strict=True):
         assert_close(g[...], g_r[...], what=str(path))
+
+
+@pytest.mark.parametrize("family", [f for f in FAMILIES if f != "gemma2"])
+def test_query_blocks_give_the_reference_values_and_gradients(family, monkeypatch):
+    """Fused attention in 4 query blocks of 3 (the packed rows of 12): the first keys a
+    block reads move past 0 where a window (3 or 4 tokens) lets it, and the segments
+    cross block edges. Logits and every gradient equal the reference einsums'."""
+    monkeypatch.setattr(decoder, "MIN_QUERY_BLOCK", 3)
+    blocked, reference = pair(family)
+    assert use_query_blocks(blocked, 4) == len(blocked.layers)
+    assert use_query_blocks(reference, 4) == 0  # the reference einsums are left as they are
+    weights = jax.random.normal(jax.random.key(1), (2, 12, 64))
+    args = (tokens(2, 12), jnp.asarray(POSITIONS), jnp.asarray(SEGMENTS), weights)
+    value, logits, grads = loss_and_grads(blocked, *args)
+    value_r, logits_r, grads_r = loss_and_grads(reference, *args)
+    assert_close(logits, logits_r)
+    assert_close(value, value_r)
+    for (path, g), (_, g_r) in zip(
+        nnx.to_flat_state(grads), nnx.to_flat_state(grads_r), strict=True
+    ):
+        assert_close(g[...], g_r[...], what=str(path))
+
+
+def test_query_blocks_run_one_product_per_block(monkeypatch):
+    """8 blocks at most, of 64 queries at least: 200 tokens make 3 blocks (66, 67, 67
+    queries), each over the keys up to its last query; without a window, from key 0."""
+    shapes = []
+    real = jax.nn.dot_product_attention
+
+    def recording(q, k, v, **kwargs):
+        shapes.append((q.shape[1], k.shape[1], kwargs.get("is_causal", False)))
+        return real(q, k, v, **kwargs)
+
+    model = Decoder(tiny_decoder_config(max_seq_len=256), rngs=nnx.Rngs(0))
+    use_query_blocks(model)
+    monkeypatch.setattr(jax.nn, "dot_product_attention", recording)
+    model(tokens(1, 200))
+    assert shapes == [(66, 66, False), (67, 133, False), (67, 200, False)] * len(model.layers)
+
+
+def test_cpu_models_are_built_with_query_blocks():
+    model = build_model(
+        ModelConfig(name="tiny", dim=32, n_layers=2, n_heads=4, n_kv_heads=2, ffn_dim=64),
+        vocab_size=64,
+        dtype=jnp.float32,
+        seed=0,
+        devices=setup_devices(DeviceConfig(platform=Platform.cpu)),
+    )
+    assert [layer.attn.query_blocks for layer in model.layers] == [8, 8]
 
 
 @pytest.mark.parametrize("family", FAMILIES)

@@ -13,7 +13,7 @@ from flax import nnx
 
 from tunixrt.config import ConfigError, ModelConfig
 from tunixrt.devices import Devices
-from tunixrt.models.decoder import Decoder, DecoderConfig, num_params
+from tunixrt.models.decoder import Decoder, DecoderConfig, num_params, use_query_blocks
 from tunixrt.models.dots import use_f32_results
 from tunixrt.models.hf import load_pretrained
 from tunixrt.models.lora import apply_lora
@@ -98,6 +98,8 @@ def build_model(
         )
     if devices.f32_matmul_output:
         use_f32_results(model)
+    if devices.platform == "cpu":
+        use_query_blocks(model)
     place(model, devices.mesh)
     _log_size(cfg, model)
     return model

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tests.helpers.data import addition_traces, trace, write_jsonl
-from tunixrt.config import DatasetConfig
+from tunixrt.config import ConfigError, DatasetConfig
 from tunixrt.data import (
     BatchIterator,
     DataError,
@@ -25,6 +25,7 @@ from tunixrt.data import (
 from tunixrt.data.pipeline import generated_traces, load_data, only_families
 from tunixrt.data.schema import Chat, Pair, Step, Trace
 from tunixrt.data.synthetic.build import held_out_problems, problem_key
+from tunixrt.data.synthetic.words import LONG_WORDS, SHORT_WORDS
 
 
 @pytest.fixture(scope="module")
@@ -263,6 +264,40 @@ def test_generated_traces_avoid_held_out_prompts_and_follow_the_seed() -> None:
     assert [t.prompt for t in generated_traces(cfg, seed=1)] != [t.prompt for t in first]
     # each drawn trace ends with its own answer, as the generator's traces do
     assert all(t.steps[-1].content == f"The answer is {t.final_answer}." for t in first)
+
+
+def test_invented_words_replace_a_share_of_the_listed_words() -> None:
+    listed = set(SHORT_WORDS) | set(LONG_WORDS)
+    cfg = bundled_config(families=["string_reversal", "counting"], generate=600, invented_words=0.5)
+    traces = generated_traces(cfg, seed=0)
+    plain = generated_traces(bundled_config(families=cfg.families, generate=600), seed=0)
+    words = []
+    for t in traces:
+        params = t.meta["params"]
+        if "text" not in params:  # counting a list of numbers: no word
+            assert params["kind"] in ("even", "greater")
+            continue
+        text = params["text"]
+        words += text.split(" ")
+        if t.meta["family"] == "string_reversal":
+            assert t.final_answer == text[::-1]
+        elif params["kind"] == "letter":
+            assert t.final_answer == str(text.count(params["letter"]))
+        else:
+            assert t.final_answer == str(len(text))
+        assert all(f"'{w}'" in t.prompt or f"'{text}'" in t.prompt for w in text.split(" "))
+    invented = [w for w in words if w not in listed]
+    assert 0.4 < len(invented) / len(words) < 0.6
+    assert all(w.isalpha() and w.islower() and 3 <= len(w) <= 10 for w in invented)
+    assert all(w in listed for t in plain for w in t.meta["params"].get("text", "").split(" ") if w)
+
+
+@pytest.mark.parametrize(
+    ("invented", "generate"), [(0.5, 0), (1.5, 10), (-0.1, 10)], ids=["no-generate", "high", "neg"]
+)
+def test_invented_words_need_generated_traces_and_a_share(invented: float, generate: int) -> None:
+    with pytest.raises(ConfigError, match=r"dataset\.invented_words="):
+        bundled_config(generate=generate, invented_words=invented)
 
 
 def test_generated_traces_refuse_unknown_families() -> None:

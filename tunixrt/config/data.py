@@ -39,6 +39,10 @@ class DatasetConfig:
     # (tunixrt.data.synthetic; dataset.families, else every family, seeded by `seed`)
     # instead of `path`'s; prompts of valid_path and eval_path are never drawn
     generate: int = 0
+    # Share of the generated string-family words (reversal, counting, letter sorting)
+    # that are random letters rather than listed words, so a model learns to read a word
+    # out of its prompt instead of recalling the few hundred listed ones; needs generate
+    invented_words: float = 0.0
     # The eval set (JSONL with expected answers) that goes with this dataset: eval.path's
     # default; null: no answer evaluation unless eval.path is given
     eval_path: str | None = None
@@ -51,6 +55,12 @@ class DatasetConfig:
             "a number in [0, 1)",
         )
         _require(self.generate >= 0, "dataset.generate", self.generate, "an integer >= 0")
+        _require(
+            0.0 <= self.invented_words <= 1.0 and (self.generate > 0 or self.invented_words == 0),
+            "dataset.invented_words",
+            self.invented_words,
+            "a number in [0, 1], and 0 unless dataset.generate > 0",
+        )
         paths = [self.path] if isinstance(self.path, str) else self.path
         _require(
             isinstance(paths, list) and bool(paths) and all(isinstance(p, str) for p in paths),

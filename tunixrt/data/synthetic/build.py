@@ -29,7 +29,13 @@ from tunixrt.data.synthetic.dates import gen_clock_time, gen_date_arithmetic
 from tunixrt.data.synthetic.logic import gen_logic
 from tunixrt.data.synthetic.number_theory import gen_divisibility, gen_gcd_lcm
 from tunixrt.data.synthetic.sequences import gen_sequence
-from tunixrt.data.synthetic.strings import gen_counting, gen_sorting, gen_string_reversal
+from tunixrt.data.synthetic.strings import (
+    WORD_FAMILIES,
+    Lexicon,
+    gen_counting,
+    gen_sorting,
+    gen_string_reversal,
+)
 from tunixrt.data.synthetic.units import gen_unit_conversion
 
 logger = logging.getLogger(__name__)
@@ -129,17 +135,29 @@ def held_out_problems(manifest: dict[str, Any]) -> tuple[set[str], list[Row]]:
     return {problem_key(family, problem.params) for family, _, problem in rows}, rows
 
 
+def with_words(family: str, lexicon: Lexicon) -> Generator:
+    """The family's generator, drawing its words from `lexicon` if it uses words."""
+    word_family = WORD_FAMILIES.get(family)
+    if word_family is None:
+        return FAMILIES[family]
+    return lambda rng, difficulty: word_family(rng, difficulty, lexicon)
+
+
 def draw_training(
     families: Sequence[str],
     per_family: int,
     seed: int,
     held_out: set[str],
     held_out_keys: set[str],
+    invented_words: float = 0.0,
 ) -> list[Row]:
     """per_family problems of each family (difficulties balanced, order shuffled) whose
     prompts are not in `held_out` and whose problems (keys) are not in `held_out_keys`,
     so a problem asked in other words is held out too. Unlike a split, repeats are
-    allowed: several families have fewer distinct problems than a long run draws."""
+    allowed: several families have fewer distinct problems than a long run draws.
+    `invented_words`: the share of the string families' words that are random letters
+    (`Lexicon`)."""
+    generators = {family: with_words(family, Lexicon(invented_words)) for family in families}
     rng = random.Random(f"{DATASET_KEY}:{seed}:generated:{','.join(families)}")
     slots = [
         (family, DIFFICULTIES[i % len(DIFFICULTIES)])
@@ -150,7 +168,7 @@ def draw_training(
     out = []
     for family, difficulty in slots:
         for _ in range(MAX_ATTEMPTS):
-            problem = FAMILIES[family](rng, difficulty)
+            problem = generators[family](rng, difficulty)
             if (
                 problem.prompt not in held_out
                 and problem_key(family, problem.params) not in held_out_keys

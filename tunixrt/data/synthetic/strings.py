@@ -3,19 +3,72 @@
 from __future__ import annotations
 
 import random
+import string
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from tunixrt.data.synthetic.common import Problem, Step, conclude, join_and
 from tunixrt.data.synthetic.words import LONG_WORDS, SHORT_WORDS
 
 # ---------------------------------------------------------------------------------------
+# Where these families take their words
+
+
+@dataclass(frozen=True)
+class Lexicon:
+    """The words of the string families: the word lists, or, with probability `invented`
+    for each word, a string of random letters as long as a list word of its kind.
+
+    A few hundred listed words let a small model recall each word's spelling instead of
+    learning to read one out of its prompt; invented words make it read. With invented=0
+    the RNG is drawn exactly as the word lists alone draw it, so the bundled files stay
+    the same."""
+
+    invented: float = 0.0
+
+    def short(self, rng: random.Random) -> str:
+        return self._invented(rng, 3, 5) if self._invents(rng) else rng.choice(SHORT_WORDS)
+
+    def long(self, rng: random.Random) -> str:
+        return self._invented(rng, 6, 10) if self._invents(rng) else rng.choice(LONG_WORDS)
+
+    def any(self, rng: random.Random) -> str:
+        if self._invents(rng):
+            return self._invented(rng, 3, 10)
+        return rng.choice(SHORT_WORDS + LONG_WORDS)
+
+    def two_short(self, rng: random.Random) -> tuple[str, str]:
+        if self.invented == 0.0:
+            first, second = rng.sample(SHORT_WORDS, 2)
+            return first, second
+        first = self.short(rng)
+        second = self.short(rng)
+        while second == first:
+            second = self.short(rng)
+        return first, second
+
+    def _invents(self, rng: random.Random) -> bool:
+        return self.invented > 0.0 and rng.random() < self.invented
+
+    @staticmethod
+    def _invented(rng: random.Random, shortest: int, longest: int) -> str:
+        length = rng.randint(shortest, longest)
+        return "".join(rng.choice(string.ascii_lowercase) for _ in range(length))
+
+
+DICTIONARY = Lexicon()
+
+# ---------------------------------------------------------------------------------------
 # String reversal
 
 
-def gen_string_reversal(rng: random.Random, difficulty: str) -> Problem:
+def gen_string_reversal(
+    rng: random.Random, difficulty: str, words: Lexicon = DICTIONARY
+) -> Problem:
     if difficulty == "hard":
-        return reverse_two_words(rng)
-    text = rng.choice(SHORT_WORDS if difficulty == "easy" else LONG_WORDS)
+        return reverse_two_words(rng, words)
+    text = words.short(rng) if difficulty == "easy" else words.long(rng)
     answer = text[::-1]
     prompt = rng.choice(
         [
@@ -37,8 +90,8 @@ def gen_string_reversal(rng: random.Random, difficulty: str) -> Problem:
     return Problem(prompt, steps, answer, {"text": text})
 
 
-def reverse_two_words(rng: random.Random) -> Problem:
-    first, second = rng.sample(SHORT_WORDS, 2)
+def reverse_two_words(rng: random.Random, words: Lexicon) -> Problem:
+    first, second = words.two_short(rng)
     text = f"{first} {second}"
     answer = text[::-1]
     prompt = rng.choice(
@@ -67,9 +120,9 @@ def reverse_two_words(rng: random.Random) -> Problem:
 # Sorting numbers or the letters of a word
 
 
-def gen_sorting(rng: random.Random, difficulty: str) -> Problem:
+def gen_sorting(rng: random.Random, difficulty: str, words: Lexicon = DICTIONARY) -> Problem:
     if difficulty == "hard" and rng.random() < 0.5:
-        return sort_letters(rng)
+        return sort_letters(rng, words)
     count, low = {"easy": (4, 1), "medium": (5, 1), "hard": (6, -50)}[difficulty]
     items = rng.sample(range(low, 100), count)
     order = "ascending" if difficulty == "easy" or rng.random() < 0.5 else "descending"
@@ -94,8 +147,8 @@ def gen_sorting(rng: random.Random, difficulty: str) -> Problem:
     return Problem(prompt, steps, answer, {"kind": "numbers", "items": items, "order": order})
 
 
-def sort_letters(rng: random.Random) -> Problem:
-    text = rng.choice(LONG_WORDS)
+def sort_letters(rng: random.Random, words: Lexicon) -> Problem:
+    text = words.long(rng)
     answer = "".join(sorted(text))
     prompt = f"Sort the letters of '{text}' in alphabetical order."
     steps = [
@@ -115,16 +168,16 @@ def sort_letters(rng: random.Random) -> Problem:
 # Counting letters, occurrences of a letter, or list items with a property
 
 
-def gen_counting(rng: random.Random, difficulty: str) -> Problem:
+def gen_counting(rng: random.Random, difficulty: str, words: Lexicon = DICTIONARY) -> Problem:
     if difficulty == "easy":
-        return count_length(rng)
+        return count_length(rng, words)
     if difficulty == "medium":
-        return count_letter(rng)
+        return count_letter(rng, words)
     return count_items(rng)
 
 
-def count_length(rng: random.Random) -> Problem:
-    text = rng.choice(SHORT_WORDS + LONG_WORDS)
+def count_length(rng: random.Random, words: Lexicon) -> Problem:
+    text = words.any(rng)
     positions = ", ".join(f"{c}({i})" for i, c in enumerate(text, start=1))
     prompt = rng.choice(
         [f"How many letters are in the word '{text}'?", f"Count the letters in '{text}'."]
@@ -141,8 +194,8 @@ def count_length(rng: random.Random) -> Problem:
     return Problem(prompt, steps, str(len(text)), {"kind": "length", "text": text})
 
 
-def count_letter(rng: random.Random) -> Problem:
-    text = rng.choice(LONG_WORDS)
+def count_letter(rng: random.Random, words: Lexicon) -> Problem:
+    text = words.long(rng)
     # Mostly a letter of the word; sometimes one it lacks, so 0 is a possible answer.
     if rng.random() < 0.85:
         letter = rng.choice(text)
@@ -202,3 +255,11 @@ def count_items(rng: random.Random) -> Problem:
     if threshold is not None:
         params["threshold"] = threshold
     return Problem(prompt, steps, str(len(hits)), params)
+
+
+# The families of this module by name, each with the words it draws from.
+WORD_FAMILIES: dict[str, Callable[[random.Random, str, Lexicon], Problem]] = {
+    "counting": gen_counting,
+    "sorting": gen_sorting,
+    "string_reversal": gen_string_reversal,
+}

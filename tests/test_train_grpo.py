@@ -20,7 +20,7 @@ from tests.test_train_registry import history
 from tunixrt.algorithms.prompts import PromptOrder
 from tunixrt.algorithms.reference import REFERENCE_FOLDER
 from tunixrt.algorithms.rollout import Rollout, row_width
-from tunixrt.algorithms.sampling import step_seed
+from tunixrt.algorithms.sampling import pick_groups, step_seed
 from tunixrt.checkpoint import Checkpointer
 from tunixrt.config import ConfigError, validate
 from tunixrt.export import load_model
@@ -147,8 +147,9 @@ def test_a_grpo_run_reports_rewards_and_keeps_its_start_as_reference(
     )
 
 
-def test_grpo_resumes_exactly(data, jax_cache, sft, tmp_path):
-    fixed = ("optimizer.decay_steps=6", "checkpoint.every_steps=3")
+@pytest.mark.parametrize("draws", [1, 3])
+def test_grpo_resumes_exactly(data, jax_cache, sft, tmp_path, draws):
+    fixed = ("optimizer.decay_steps=6", "checkpoint.every_steps=3", f"algorithm.max_draws={draws}")
     straight = tmp_path / "straight"
     train(compose_train(grpo(data, jax_cache, sft, "trainer.max_steps=6", *fixed)), straight)
     stopped = tmp_path / "stopped"
@@ -160,11 +161,35 @@ def test_grpo_resumes_exactly(data, jax_cache, sft, tmp_path):
     assert result.resumed_from == 3
 
     a, b = read_scalars(straight / "tb"), read_scalars(stopped / "tb")
-    for tag in ("train/loss", "grpo/reward", "grpo/completion_tokens", "grpo/kl"):
+    for tag in ("train/loss", "grpo/reward", "grpo/completion_tokens", "grpo/kl", "grpo/draws"):
         assert a[tag] == b[tag], tag
     want, got = params(saved_model(straight, 6)), params(saved_model(stopped, 6))
     for name, value in want.items():
         np.testing.assert_array_equal(got[name], value, err_msg=name)
+
+
+def test_dynamic_sampling_draws_until_enough_groups_differ(data, jax_cache, sft, tmp_path):
+    folder = tmp_path / "run"
+    cfg = grpo(data, jax_cache, sft, "trainer.max_steps=4", "algorithm.max_draws=3")
+    train(compose_train(cfg), folder)
+    tb = read_scalars(folder / "tb")
+    draws = [v for _, v in tb["grpo/draws"]]
+    equal = [v for _, v in tb["grpo/equal_reward_groups"]]
+    assert all(d in (1.0, 2.0, 3.0) for d in draws)
+    # a step stops drawing early only once every trained group's rewards differ
+    for d, e in zip(draws, equal, strict=True):
+        assert d == 3.0 or e == 0.0, (draws, equal)
+    # the SFT start answers some sums and misses others: some step needed a second draw
+    assert max(draws) > 1.0, draws
+
+
+def test_dynamic_sampling_picks_groups_whose_rewards_differ_first():
+    first = np.array([[1.0, 1.0], [0.0, 1.0], [0.0, 0.0]])
+    second = np.array([[1.0, 0.1], [1.0, 1.0]])
+    assert pick_groups([first, second], 2) == [(0, 1), (1, 0)]
+    # too few differ: equal groups top the batch up, in draw order
+    assert pick_groups([first, second], 4) == [(0, 1), (1, 0), (0, 0), (0, 2)]
+    assert pick_groups([first], 3) == [(0, 1), (0, 0), (0, 2)]
 
 
 def test_a_lora_grpo_run_needs_no_copy_of_the_weights(data, jax_cache, sft, tmp_path):
@@ -223,9 +248,9 @@ def test_the_prompt_order_visits_every_prompt_once_per_epoch_and_resumes():
         PromptOrder(count=11, seed=3).restore(state)
 
 
-def test_the_sampling_seed_depends_on_seed_and_step_only():
-    assert step_seed(0, 5) == step_seed(0, 5)
-    assert len({step_seed(0, 5), step_seed(0, 6), step_seed(1, 5)}) == 3
+def test_the_sampling_seed_depends_on_seed_step_and_draw_only():
+    assert step_seed(0, 5) == step_seed(0, 5) == step_seed(0, 5, 0)
+    assert len({step_seed(0, 5), step_seed(0, 6), step_seed(1, 5), step_seed(0, 5, 1)}) == 4
     assert all(0 <= step_seed(s, n) < 2**32 for s in range(3) for n in range(3))
 
 

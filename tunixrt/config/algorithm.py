@@ -48,6 +48,9 @@ class AlgorithmConfig:
     prompts: str | None = None
     prompts_per_step: int = 8  # dpo: pairs per step (at most, without a pairs file)
     group_size: int = 8  # completions sampled per prompt
+    # grpo, and dpo without pairs: sampling calls a step may make to find prompts_per_step
+    # groups whose rewards differ (DAPO's dynamic sampling); 1: train on the first draw
+    max_draws: int = 1
     iterations: int = (
         1  # grpo: optimizer steps on each sampled batch (the ratio leaves 1 after the first)
     )
@@ -68,7 +71,7 @@ class AlgorithmConfig:
     length_buffer: int = 32
 
     def __post_init__(self) -> None:
-        for key in ("prompts_per_step", "group_size", "iterations", "max_new_tokens"):
+        for key in ("prompts_per_step", "group_size", "max_draws", "iterations", "max_new_tokens"):
             value = getattr(self, key)
             _require(value > 0, f"algorithm.{key}", value, "a positive integer")
         _require(self.temperature > 0, "algorithm.temperature", self.temperature, "a number > 0")

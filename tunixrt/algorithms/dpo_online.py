@@ -9,8 +9,9 @@ A group whose rewards are all equal makes no pair; the batch is padded to
 the step compiles for a few shapes only. A step that makes no pair still takes its
 optimizer step, on a zero gradient, as a GRPO step whose groups all score the same does.
 There are no held-out pairs: the answer evaluation (eval.*) measures the policy. The
-sampling seed of draw d of step n is drawn from (seed, n, d) and the prompt order is saved with each
-checkpoint, so a resumed run makes the pairs it would have made without the stop.
+sampling seed of draw d of step n is drawn from (seed, n, d) and the prompt order is
+saved with each checkpoint, so a resumed run makes the pairs it would have made without
+the stop.
 """
 
 from __future__ import annotations

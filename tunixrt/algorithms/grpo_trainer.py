@@ -5,8 +5,9 @@ the reference.
 
 The reference is the weights the run started from (tunixrt.algorithms.reference). The
 StepResult's tokens are the completion tokens trained on (EOS included). The sampling
-seed of draw d of step n is drawn from (seed, n, d) and the prompt order is saved with each
-checkpoint, so a resumed run samples exactly what it would have sampled without the stop.
+seed of draw d of step n is drawn from (seed, n, d) and the prompt order is saved with
+each checkpoint, so a resumed run samples exactly what it would have sampled without the
+stop.
 """
 
 from __future__ import annotations

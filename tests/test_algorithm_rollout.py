@@ -13,6 +13,7 @@ from tunixrt.algorithms.rollout import (
     completion_batch,
     completion_logprobs,
     sample_groups,
+    without_truncated,
 )
 from tunixrt.models import Decoder
 
@@ -63,6 +64,11 @@ def test_completion_batch_by_hand():
     np.testing.assert_array_equal(b.lengths, [3, 3])
     with pytest.raises(ValueError, match="seq_len"):
         completion_batch(rollout, eos_id=EOS, pad_id=PAD, seq_len=3)
+    # row 1 was cut by the token limit: it leaves the loss, row 0 stays as it was
+    kept = without_truncated(b, rollout)
+    np.testing.assert_array_equal(kept.mask, [[0, 1, 1, 1, 0], [0, 0, 0, 0, 0]])
+    np.testing.assert_array_equal(kept.lengths, [3, 0])
+    np.testing.assert_array_equal(kept.inputs, b.inputs)
 
 
 def test_completion_logprobs_against_a_loop(model):

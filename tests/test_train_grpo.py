@@ -147,6 +147,30 @@ def test_a_grpo_run_reports_rewards_and_keeps_its_start_as_reference(
     )
 
 
+def test_truncated_completions_leave_the_loss_when_asked(data, jax_cache, sft, tmp_path):
+    """Two tokens cut every completion short of its EOS: with mask_truncated nothing is
+    left in the loss, so (no weight decay) the weights stay the SFT run's, and
+    grpo/truncated says every completion was cut."""
+    folder = tmp_path / "run"
+    cfg = grpo(
+        data,
+        jax_cache,
+        sft,
+        "trainer.max_steps=2",
+        "algorithm.max_new_tokens=2",
+        "algorithm.mask_truncated=true",
+        "optimizer.weight_decay=0",
+    )
+    train(compose_train(cfg), folder)
+    tb = read_scalars(folder / "tb")
+    assert [v for _, v in tb["grpo/truncated"]] == [1.0, 1.0]
+    assert [v for _, v in tb["train/loss"]] == [0.0, 0.0]
+    start, end = params(saved_model(sft, SFT_STEPS)), params(saved_model(folder, 2))
+    assert start.keys() == end.keys()
+    for name, value in start.items():
+        np.testing.assert_array_equal(end[name], value, err_msg=name)
+
+
 @pytest.mark.parametrize("draws", [1, 3])
 def test_grpo_resumes_exactly(data, jax_cache, sft, tmp_path, draws):
     fixed = ("optimizer.decay_steps=6", "checkpoint.every_steps=3", f"algorithm.max_draws={draws}")

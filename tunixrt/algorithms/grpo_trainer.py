@@ -21,7 +21,7 @@ import numpy as np
 from tunixrt.algorithms.grpo import equal_reward_share, group_advantages
 from tunixrt.algorithms.grpo_update import PolicyStep, logprobs, make_policy_step
 from tunixrt.algorithms.reference import Reference
-from tunixrt.algorithms.rollout import completion_batch, row_width
+from tunixrt.algorithms.rollout import completion_batch, row_width, without_truncated
 from tunixrt.algorithms.sampling import GroupSampler
 from tunixrt.algorithms.trainer import Context, OrderedStep, StepResult
 from tunixrt.config import AlgorithmConfig
@@ -57,6 +57,8 @@ class GrpoTrainer(OrderedStep):
             pad_id=self.tokenizer.eos_id,
             seq_len=row_width(rollout, self.seq_len),
         )
+        if self.a.mask_truncated:
+            batch = without_truncated(batch, rollout)
         # every process sampled the same rows: each device takes its share of them
         inputs, targets = self.put(batch.inputs), self.put(batch.targets)
         policy_batch = {

@@ -13,7 +13,7 @@ its step for a few shapes only.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import jax
 import numpy as np
@@ -97,6 +97,13 @@ def completion_batch(
         mask[row, len(prompt) - 1 : len(tokens) - 1] = 1.0
         lengths[row] = len(tokens) - len(prompt)
     return CompletionBatch(inputs, targets, mask, lengths)
+
+
+def without_truncated(batch: CompletionBatch, rollout: Rollout) -> CompletionBatch:
+    """`batch` with the completions cut at max_new_tokens (no EOS) out of the loss: their
+    mask rows and lengths zero (DAPO's overlong filtering)."""
+    kept = np.asarray(rollout.finished, bool)
+    return replace(batch, mask=batch.mask * kept[:, None], lengths=batch.lengths * kept)
 
 
 ROW_MULTIPLE = 64  # rows are padded to a multiple of this: few shapes, few compilations

@@ -73,10 +73,12 @@ class Groups:
         return self.scored.total.reshape(len(self.items), self.rollout.group_size)
 
     def sampling_scalars(self) -> dict[str, float]:
-        """Mean completion length (EOS included), completion tokens per second of the
-        generation calls (every draw's), and how many calls there were."""
+        """Mean completion length (EOS included), the share of completions cut at
+        max_new_tokens, completion tokens per second of the generation calls (every
+        draw's), and how many calls there were."""
         return {
             "completion_tokens": float(np.mean([s.tokens for s in self.samples])),
+            "truncated": float(np.mean([not s.finished for s in self.samples])),
             "sampled_tokens_per_sec": self.drawn_tokens / max(self.sample_seconds, 1e-9),
             "draws": float(self.draws),
         }

@@ -69,6 +69,9 @@ class AlgorithmConfig:
     # length: soft penalty over the last length_buffer tokens
     rewards: dict[str, float] = field(default_factory=_default_rewards)
     length_buffer: int = 32
+    # grpo: completions cut at max_new_tokens (no EOS) leave the loss, though their
+    # rewards still count in their group's advantages (DAPO's overlong filtering)
+    mask_truncated: bool = False
 
     def __post_init__(self) -> None:
         for key in ("prompts_per_step", "group_size", "max_draws", "iterations", "max_new_tokens"):

@@ -5,6 +5,10 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 ARGS ?=
 PYTEST_ARGS ?=
+# pytest-xdist workers (auto: one per core, at most 4); 0 runs the suite in one process.
+# Whole modules go to a worker (--dist loadscope), so module fixtures are built once.
+PYTEST_WORKERS ?= auto
+XDIST := -n $(PYTEST_WORKERS) --maxprocesses 4 --dist loadscope
 # The second Python the suite runs on (the GPU images run 3.12); .ci/run finds it.
 PYTHON_312 ?= python3.12
 
@@ -28,7 +32,7 @@ train: $(VENV)/.installed  ## the default run: llama_tiny on the bundled traces,
 	$(BIN)/tunixrt-train $(ARGS)
 
 test: $(VENV)/.installed-dev  ## the whole suite (PYTEST_ARGS narrows it)
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest $(XDIST) $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-dev  ## ruff (lint and format) and mypy (every function typed)
 	$(BIN)/ruff check tunixrt hydra_plugins tests scripts .ci
@@ -43,7 +47,7 @@ secrets: $(VENV)/.installed-dev  ## a secret in a tracked file that .secrets.bas
 
 coverage: $(VENV)/.installed-dev  ## the suite under coverage (subprocesses too); fails under the floor
 	rm -f .coverage .coverage.*
-	$(BIN)/coverage run -m pytest --durations=25 $(PYTEST_ARGS)
+	$(BIN)/coverage run -m pytest $(XDIST) --durations=25 $(PYTEST_ARGS)
 	$(BIN)/coverage combine --quiet
 	$(BIN)/coverage report
 

@@ -22,6 +22,14 @@ from tests.helpers.registry import fresh_pg_database, pg_admin, pg_url, sqlite_u
 logging.getLogger("absl").setLevel(logging.WARNING)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Modules with slow tests first, each module's tests kept together and in order:
+    xdist (`-n`, `--dist loadscope`) hands out whole modules in this order, so the long
+    ones start early and the short ones fill the workers' ends."""
+    slow = {item.nodeid.split("::")[0] for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.nodeid.split("::")[0] not in slow)  # stable sort
+
+
 @pytest.fixture(scope="module", autouse=True)
 def release_compiled_programs() -> Iterator[None]:
     """After each test module, drop JAX's compiled programs. XLA:CPU keeps memory maps

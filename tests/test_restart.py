@@ -62,6 +62,40 @@ def test_a_restart_compiles_nothing_the_cache_holds(tmp_path):
     assert again["cache_hits"] == again["compile_requests_use_cache"] >= 1
 
 
+# Compiles a program after each of three settings of the cache and lists each folder.
+SWITCH_CACHES = """
+import json, os, sys
+import jax, jax.numpy as jnp
+from tunixrt.train.setup import enable_compile_cache
+a, b = sys.argv[1:]
+def files(folder): return sorted(os.listdir(folder)) if os.path.isdir(folder) else []
+seen = {}
+for name, folder, scale in (("a", a, 3.0), ("b", b, 5.0), ("off", None, 7.0)):
+    enable_compile_cache(folder)
+    jax.jit(lambda x: x * scale)(jnp.ones(3)).block_until_ready()
+    seen[name] = {"a": files(a), "b": files(b)}
+print(json.dumps(seen))
+"""
+
+
+def test_each_run_caches_in_its_own_folder_within_one_process(tmp_path):
+    """A process that compiled with one cache folder (an earlier run, a sweep's previous
+    job) writes the next run's programs to that run's folder, and to none when it has
+    none: JAX alone would keep the first folder for the life of the process."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    proc = subprocess.run(
+        [sys.executable, "-c", SWITCH_CACHES, str(a), str(b)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=True,
+    )
+    seen = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert seen["a"]["a"] and not seen["a"]["b"]
+    assert seen["b"]["a"] == seen["a"]["a"] and seen["b"]["b"]  # the second folder's own
+    assert seen["off"] == seen["b"]  # off: neither folder gets the third program
+
+
 STEPS = 24
 BASE = [
     "debug=fast",

@@ -14,6 +14,7 @@ import jax
 import numpy as np
 import optax
 from flax import nnx
+from jax.experimental.compilation_cache import compilation_cache
 from jax.sharding import NamedSharding
 
 from tunixrt.algorithms.dpo_online import OnPolicyDpoTrainer
@@ -52,15 +53,20 @@ class Setup:
 
 
 def enable_compile_cache(folder: str | None) -> None:
-    """JAX's persistent compilation cache: a restarted run loads its compiled step
-    from disk instead of compiling again."""
-    if folder is None:
-        return
+    """JAX's persistent compilation cache in `folder` (None: off), so a restarted run
+    loads its compiled step from disk instead of compiling again. JAX settles a
+    process's cache at its first compilation and keeps it through later changes of the
+    setting; a run in a process that compiled before (an earlier run, a sweep's previous
+    job) resets it, so each run caches where its config says."""
     # JAX creates the folder when it first writes to it, so a run that fails on its
     # input leaves none behind
-    path = Path(folder).expanduser().resolve()
-    jax.config.update("jax_compilation_cache_dir", str(path))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    path = None if folder is None else str(Path(folder).expanduser().resolve())
+    # JAX adds its flags to jax.config as attributes at run time, unseen by mypy
+    if path != jax.config.jax_compilation_cache_dir:  # type: ignore[attr-defined]
+        jax.config.update("jax_compilation_cache_dir", path)
+        compilation_cache.reset_cache()
+    if path is not None:
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 
 def _check_rows(cfg: TrainConfig, devices: Devices) -> None:

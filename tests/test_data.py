@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -290,6 +292,49 @@ def test_invented_words_replace_a_share_of_the_listed_words() -> None:
     assert 0.4 < len(invented) / len(words) < 0.6
     assert all(w.isalpha() and w.islower() and 3 <= len(w) <= 10 for w in invented)
     assert all(w in listed for t in plain for w in t.meta["params"].get("text", "").split(" ") if w)
+
+
+def tally_reference(params: dict[str, Any]) -> tuple[list[str], list[str], list[bool]]:
+    """The items a tallied counting trace goes through, the verdict written after each
+    and whether it counts, computed from the problem's params."""
+    if params["kind"] == "letter":
+        letter = params["letter"]
+        hits = [c == letter for c in params["text"]]
+        verdicts = [f"vs {letter} {'yes' if hit else 'no'}" for hit in hits]
+        return list(params["text"]), verdicts, hits
+    items = params["items"]
+    if params["kind"] == "even":
+        hits = [x % 2 == 0 for x in items]
+        return [str(x) for x in items], ["even" if hit else "odd" for hit in hits], hits
+    threshold = params["threshold"]
+    hits = [x > threshold for x in items]
+    verdicts = [f"vs {threshold} {'yes' if hit else 'no'}" for hit in hits]
+    return [str(x) for x in items], verdicts, hits
+
+
+def test_tallied_counting_traces_count_one_item_at_a_time() -> None:
+    cfg = bundled_config(families=["counting"], generate=300, tally_counts=True)
+    traces = generated_traces(cfg, seed=0)
+    kinds = Counter(t.meta["params"]["kind"] for t in traces)
+    assert set(kinds) == {"length", "letter", "even", "greater"}
+    for t in traces:
+        params = t.meta["params"]
+        if params["kind"] == "length":  # counting a word's letters keeps its trace
+            continue
+        items, verdicts, hits = tally_reference(params)
+        tally = t.steps[1].content.split(": ", 1)[1].removesuffix(".")
+        entries = [entry.split(" ") for entry in tally.split(", ")]
+        assert [e[0] for e in entries] == items, t.steps[1].content
+        assert [" ".join(e[1:-1]) for e in entries] == verdicts
+        assert [int(e[-1]) for e in entries] == list(itertools.accumulate(hits))
+        assert t.final_answer == str(sum(hits))
+    plain = generated_traces(bundled_config(families=["counting"], generate=300), seed=0)
+    assert not any("as I go" in step.content for t in plain for step in t.steps)
+
+
+def test_tallied_counts_need_generated_traces() -> None:
+    with pytest.raises(ConfigError, match=r"dataset\.tally_counts=True"):
+        bundled_config(tally_counts=True)
 
 
 @pytest.mark.parametrize(

@@ -43,6 +43,10 @@ class DatasetConfig:
     # that are random letters rather than listed words, so a model learns to read a word
     # out of its prompt instead of recalling the few hundred listed ones; needs generate
     invented_words: float = 0.0
+    # Counting traces keep a running count, one letter or number at a time ("t 0, u 0,
+    # n 1, n 2, ..."), so each step is one comparison, instead of naming every hit at
+    # once; needs generate
+    tally_counts: bool = False
     # The eval set (JSONL with expected answers) that goes with this dataset: eval.path's
     # default; null: no answer evaluation unless eval.path is given
     eval_path: str | None = None
@@ -60,6 +64,12 @@ class DatasetConfig:
             "dataset.invented_words",
             self.invented_words,
             "a number in [0, 1], and 0 unless dataset.generate > 0",
+        )
+        _require(
+            self.generate > 0 or not self.tally_counts,
+            "dataset.tally_counts",
+            self.tally_counts,
+            "false unless dataset.generate > 0",
         )
         paths = [self.path] if isinstance(self.path, str) else self.path
         _require(

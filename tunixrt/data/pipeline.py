@@ -118,7 +118,9 @@ def generated_traces(cfg: DatasetConfig, seed: int) -> list[Example]:
         )
     keys, bundled = _bundled_held_out()
     held_out = _held_out_prompts(cfg) | {problem.prompt for _, _, problem in bundled}
-    rows = draw_training(families, cfg.generate, seed, held_out, keys, cfg.invented_words)
+    rows = draw_training(
+        families, cfg.generate, seed, held_out, keys, cfg.invented_words, cfg.tally_counts
+    )
     return [parse_example(trace_record("generated", i, *row)) for i, row in enumerate(rows)]
 
 

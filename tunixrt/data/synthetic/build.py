@@ -135,8 +135,11 @@ def held_out_problems(manifest: dict[str, Any]) -> tuple[set[str], list[Row]]:
     return {problem_key(family, problem.params) for family, _, problem in rows}, rows
 
 
-def with_words(family: str, lexicon: Lexicon) -> Generator:
-    """The family's generator, drawing its words from `lexicon` if it uses words."""
+def with_words(family: str, lexicon: Lexicon, tally_counts: bool = False) -> Generator:
+    """The family's generator, drawing its words from `lexicon` if it uses words;
+    `tally_counts`: counting's traces keep a running count (`gen_counting`)."""
+    if family == "counting":
+        return lambda rng, difficulty: gen_counting(rng, difficulty, lexicon, tally_counts)
     word_family = WORD_FAMILIES.get(family)
     if word_family is None:
         return FAMILIES[family]
@@ -150,14 +153,16 @@ def draw_training(
     held_out: set[str],
     held_out_keys: set[str],
     invented_words: float = 0.0,
+    tally_counts: bool = False,
 ) -> list[Row]:
     """per_family problems of each family (difficulties balanced, order shuffled) whose
     prompts are not in `held_out` and whose problems (keys) are not in `held_out_keys`,
     so a problem asked in other words is held out too. Unlike a split, repeats are
     allowed: several families have fewer distinct problems than a long run draws.
     `invented_words`: the share of the string families' words that are random letters
-    (`Lexicon`)."""
-    generators = {family: with_words(family, Lexicon(invented_words)) for family in families}
+    (`Lexicon`); `tally_counts`: counting's traces keep a running count."""
+    lexicon = Lexicon(invented_words)
+    generators = {family: with_words(family, lexicon, tally_counts) for family in families}
     rng = random.Random(f"{DATASET_KEY}:{seed}:generated:{','.join(families)}")
     slots = [
         (family, DIFFICULTIES[i % len(DIFFICULTIES)])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 import string
 from collections.abc import Callable
@@ -168,12 +169,16 @@ def sort_letters(rng: random.Random, words: Lexicon) -> Problem:
 # Counting letters, occurrences of a letter, or list items with a property
 
 
-def gen_counting(rng: random.Random, difficulty: str, words: Lexicon = DICTIONARY) -> Problem:
+def gen_counting(
+    rng: random.Random, difficulty: str, words: Lexicon = DICTIONARY, tally: bool = False
+) -> Problem:
+    """`tally`: the letter and item traces keep a running count, one item at a time,
+    instead of naming the hits at once."""
     if difficulty == "easy":
         return count_length(rng, words)
     if difficulty == "medium":
-        return count_letter(rng, words)
-    return count_items(rng)
+        return tally_letter(rng, words) if tally else count_letter(rng, words)
+    return tally_items(rng) if tally else count_items(rng)
 
 
 def count_length(rng: random.Random, words: Lexicon) -> Problem:
@@ -195,12 +200,7 @@ def count_length(rng: random.Random, words: Lexicon) -> Problem:
 
 
 def count_letter(rng: random.Random, words: Lexicon) -> Problem:
-    text = words.long(rng)
-    # Mostly a letter of the word; sometimes one it lacks, so 0 is a possible answer.
-    if rng.random() < 0.85:
-        letter = rng.choice(text)
-    else:
-        letter = rng.choice([c for c in "abcdefghijklmnopqrstuvwxyz" if c not in text])
+    text, letter = draw_letter(rng, words)
     hits = [i for i, c in enumerate(text, start=1) if c == letter]
     prompt = f"How many times does the letter '{letter}' appear in '{text}'?"
     steps: list[Step] = [("parse", f"Go through '{text}' letter by letter: {', '.join(text)}.")]
@@ -225,17 +225,77 @@ def count_letter(rng: random.Random, words: Lexicon) -> Problem:
     return Problem(prompt, steps, str(len(hits)), params)
 
 
-def count_items(rng: random.Random) -> Problem:
-    items = [rng.randint(1, 60) for _ in range(rng.randint(6, 9))]
+def draw_letter(rng: random.Random, words: Lexicon) -> tuple[str, str]:
+    """A long word and a letter to count in it: mostly one of its letters; sometimes
+    one it lacks, so 0 is a possible answer."""
+    text = words.long(rng)
+    if rng.random() < 0.85:
+        return text, rng.choice(text)
+    return text, rng.choice([c for c in "abcdefghijklmnopqrstuvwxyz" if c not in text])
+
+
+def tally_letter(rng: random.Random, words: Lexicon) -> Problem:
+    text, letter = draw_letter(rng, words)
+    prompt = f"How many times does the letter '{letter}' appear in '{text}'?"
+    running = itertools.accumulate(int(c == letter) for c in text)
+    tally = ", ".join(
+        f"{c} vs {letter} {'yes' if c == letter else 'no'} {n}"
+        for c, n in zip(text, running, strict=True)
+    )
+    hits = text.count(letter)
+    steps: list[Step] = [
+        ("parse", f"Go through '{text}' letter by letter: {', '.join(text)}."),
+        ("compute", f"Compare each with '{letter}', counting as I go: {tally}."),
+        ("compute", f"That is {hits} time{'' if hits == 1 else 's'}."),
+        conclude(str(hits)),
+    ]
+    return Problem(prompt, steps, str(hits), {"kind": "letter", "text": text, "letter": letter})
+
+
+def tally_items(rng: random.Random) -> Problem:
+    items, threshold = draw_items(rng)
     listed = ", ".join(str(x) for x in items)
-    if rng.random() < 0.5:
-        kind, label, threshold = "even", "even", None
+    if threshold is None:
+        prompt = f"How many of these numbers are even: {listed}?"
+        question = "Is each even?"
+        hits = [x % 2 == 0 for x in items]
+        verdicts = ["even" if hit else "odd" for hit in hits]
+    else:
+        prompt = f"How many of these numbers are greater than {threshold}: {listed}?"
+        question = f"Is each greater than {threshold}?"
+        hits = [x > threshold for x in items]
+        verdicts = [f"vs {threshold} {'yes' if hit else 'no'}" for hit in hits]
+    running = list(itertools.accumulate(map(int, hits)))
+    tally = ", ".join(f"{x} {v} {n}" for x, v, n in zip(items, verdicts, running, strict=True))
+    steps: list[Step] = [
+        ("parse", f"The list has {len(items)} numbers: {listed}."),
+        ("compute", f"{question} Counting as I go: {tally}."),
+        ("compute", f"That makes {running[-1]}."),
+        conclude(str(running[-1])),
+    ]
+    params: dict[str, Any] = {"kind": "even" if threshold is None else "greater", "items": items}
+    if threshold is not None:
+        params["threshold"] = threshold
+    return Problem(prompt, steps, str(running[-1]), params)
+
+
+def draw_items(rng: random.Random) -> tuple[list[int], int | None]:
+    """6-9 numbers from 1 to 60 and, half the time, a threshold to count those above
+    (None: count the even ones)."""
+    items = [rng.randint(1, 60) for _ in range(rng.randint(6, 9))]
+    return items, (None if rng.random() < 0.5 else rng.randint(15, 45))
+
+
+def count_items(rng: random.Random) -> Problem:
+    items, threshold = draw_items(rng)
+    listed = ", ".join(str(x) for x in items)
+    if threshold is None:
+        kind, label = "even", "even"
         hits = [x for x in items if x % 2 == 0]
         prompt = f"How many of these numbers are even: {listed}?"
         rest = "odd"
     else:
-        kind, threshold = "greater", rng.randint(15, 45)
-        label = f"greater than {threshold}"
+        kind, label = "greater", f"greater than {threshold}"
         hits = [x for x in items if x > threshold]
         prompt = f"How many of these numbers are greater than {threshold}: {listed}?"
         rest = f"not greater than {threshold}"
